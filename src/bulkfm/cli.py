@@ -1,0 +1,71 @@
+"""The ``bulkfm`` command: one subcommand per workflow stage.
+
+Each stage package exposes ``register(subparsers)`` in its ``cli`` module; this file only wires
+them together, so a stage can be added without touching the others. A subcommand's handler is
+stored as ``func`` on the parsed namespace and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from bulkfm import __version__
+
+# Order is the order of the workflow; shown in `bulkfm --help`.
+STAGES: tuple[str, ...] = (
+    "sra",
+    "quant",
+    "matrix",
+    "metadata",
+    "graph",
+    "embed",
+    "train",
+    "evaluate",
+    "report",
+)
+
+
+class UserError(Exception):
+    """An error caused by input or configuration: printed without a traceback, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulkfm",
+        description="Public human bulk RNA-seq to a transcriptome foundation model.",
+    )
+    parser.add_argument("--version", action="version", version=f"bulkfm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for stage in STAGES:
+        try:
+            module = importlib.import_module(f"bulkfm.{stage}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"bulkfm.{stage}.cli":
+                continue  # stage not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"bulkfm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""bulkfm.embed"""
