@@ -1,0 +1,28 @@
+# bulkfm: public human bulk RNA-seq (SRA FASTQ) -> a trained transcriptome foundation model.
+#
+#   snakemake --cores all                       # the bundled example, offline
+#   snakemake --profile profiles/slurm          # a SLURM cluster
+#   snakemake -n --config samples=big.tsv       # plan only
+#
+# Rules are thin: each calls one `bulkfm` subcommand; the logic lives in src/bulkfm/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/sra.smk"
+include: "workflow/rules/quant.smk"
+include: "workflow/rules/matrix.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

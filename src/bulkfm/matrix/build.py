@@ -1,0 +1,128 @@
+"""Stack per-sample gene vectors into a matrix store, streaming: memory O(chunk x genes).
+
+Each sample's job already aggregated transcripts to genes (``genes.npy``: counts, TPM, length
+in the reference gene order), so this step reads compact vectors, selects the kept genes,
+computes the layers and writes them chunk by chunk. It never holds all samples at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from bulkfm.matrix.store import MatrixWriter
+from bulkfm.quant.aggregate import length_scaled_tpm, scaled_tpm
+
+log = logging.getLogger(__name__)
+
+CountsFrom = Literal["no", "scaledTPM", "lengthScaledTPM"]
+
+
+def select_genes(genes: pd.DataFrame, gene_types: list[str] | None) -> np.ndarray:
+    """Indices of the genes kept, in the reference order (one fixed order for every sample)."""
+    if not gene_types:
+        return np.arange(len(genes))
+    keep = genes["gene_type"].isin(gene_types).to_numpy()
+    if not keep.any():
+        raise ValueError(f"no gene has gene_type in {gene_types}; does the gene table "
+                         "(config matrix.gene_table / quant.reference.gene_table) have gene types?")
+    return np.flatnonzero(keep)
+
+
+def _vectors(paths: list[Path]) -> Iterator[np.ndarray]:
+    for p in paths:
+        yield np.load(p)  # float32 [3, genes]: counts, tpm, length
+
+
+def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd.DataFrame,
+                 out: Path, *, gene_types: list[str] | None = ("protein_coding",),
+                 counts_from_abundance: CountsFrom = "no", renormalize_tpm: bool = True,
+                 chunk: int = 1024, progress: bool = True) -> Path:
+    """Write the store at ``out`` from per-sample vectors (one path per row of ``sample_table``).
+
+    TPM is renormalised to sum to 1e6 over the kept genes by default, so that samples with
+    different shares of non-coding expression are on one scale.
+    """
+    if len(sample_table) != len(vector_paths):
+        raise ValueError("one vector path per sample is needed")
+    if len(sample_table) == 0:
+        raise ValueError("no samples passed QC: nothing to build (see qc/failed.tsv)")
+    keep = select_genes(genes, list(gene_types) if gene_types else None)
+    kept = genes.iloc[keep].reset_index(drop=True)
+    mean_length = None
+    if counts_from_abundance == "lengthScaledTPM":
+        # tximport averages gene length over samples first: one extra streamed pass.
+        total = np.zeros(len(genes), dtype=np.float64)
+        for vec in _vectors(vector_paths):
+            total += vec[2]
+        mean_length = total / len(vector_paths)
+    writer = MatrixWriter(out, kept, sample_table)
+    try:
+        bar = tqdm(total=len(vector_paths), unit="sample", disable=not progress, desc="matrix")
+        for start in range(0, len(vector_paths), chunk):
+            paths = vector_paths[start : start + chunk]
+            block = np.stack([np.load(p) for p in paths])  # [chunk, 3, genes]
+            if block.shape[2] != len(genes):
+                raise ValueError(f"{paths[0]}: {block.shape[2]} genes, reference has {len(genes)}: "
+                                 "was it quantified against another reference? Rerun quant.")
+            counts, tpm = block[:, 0].astype(np.float64), block[:, 1].astype(np.float64)
+            if counts_from_abundance == "scaledTPM":
+                counts = np.stack([scaled_tpm(c, t) for c, t in zip(counts, tpm)])
+            elif counts_from_abundance == "lengthScaledTPM":
+                counts = np.stack([length_scaled_tpm(c, t, mean_length) for c, t in zip(counts, tpm)])
+            counts, tpm = counts[:, keep], tpm[:, keep]
+            if renormalize_tpm:
+                sums = tpm.sum(axis=1, keepdims=True)
+                tpm = np.divide(tpm * 1e6, sums, out=np.zeros_like(tpm), where=sums > 0)
+            writer.write(start, counts=counts.astype(np.float32), tpm=tpm.astype(np.float32),
+                         log1p_tpm=np.log1p(tpm).astype(np.float32))
+            bar.update(len(paths))
+        bar.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
+def import_archs4(h5_path: Path, out: Path, *, gene_table: pd.DataFrame | None = None,
+                  gene_types: list[str] | None = ("protein_coding",), chunk: int = 512,
+                  progress: bool = True) -> Path:
+    """Convert an ARCHS4-style HDF5 (gene counts, genes x samples) into a matrix store.
+
+    ARCHS4 has no transcript lengths, so the ``tpm`` layer holds CPM (documented in the
+    manifest's gene table) and ``log1p_tpm`` holds log1p(CPM).
+    """
+    from bulkfm.matrix.store import Archs4H5
+
+    src = Archs4H5(Path(h5_path), transform="none")
+    genes = pd.DataFrame({"gene_id": src.genes, "gene_name": src.genes, "gene_type": ""})
+    if gene_table is not None:
+        by_name = gene_table.drop_duplicates("gene_name").set_index("gene_name")
+        known = genes["gene_name"].isin(by_name.index)
+        genes.loc[known, "gene_id"] = by_name.loc[genes.loc[known, "gene_name"], "gene_id"].to_numpy()
+        genes.loc[known, "gene_type"] = by_name.loc[genes.loc[known, "gene_name"], "gene_type"].to_numpy()
+        keep = select_genes(genes, list(gene_types) if gene_types else None)
+    else:
+        log.warning("no gene table: keeping all %d genes (no protein-coding filter)", len(genes))
+        keep = np.arange(len(genes))
+    kept = genes.iloc[keep].drop_duplicates("gene_id").reset_index(drop=True)
+    keep = keep[~genes.iloc[keep]["gene_id"].duplicated().to_numpy()]
+    samples = pd.DataFrame({"sample_id": src.samples})
+    writer = MatrixWriter(out, kept, samples)
+    try:
+        for start in tqdm(range(0, len(src.samples), chunk), disable=not progress, desc="archs4"):
+            counts = src.rows(slice(start, start + chunk))[:, keep].astype(np.float64)
+            lib = counts.sum(axis=1, keepdims=True)
+            cpm = np.divide(counts * 1e6, lib, out=np.zeros_like(counts), where=lib > 0)
+            writer.write(start, counts=counts.astype(np.float32), tpm=cpm.astype(np.float32),
+                         log1p_tpm=np.log1p(cpm).astype(np.float32))
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()

@@ -1,0 +1,55 @@
+"""Bundled metadata resources (key aliases, lexicon, prompt): ``resources/metadata/`` of the
+checkout, or a directory named by ``$BULKFM_METADATA_RESOURCES`` / the config."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from bulkfm.metadata.ontology import norm
+
+
+def resource_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    if override:
+        return Path(override)
+    env = os.environ.get("BULKFM_METADATA_RESOURCES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "resources" / "metadata"
+
+
+def _rows(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"metadata resource missing: {path} (set BULKFM_METADATA_RESOURCES)")
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        out.append(line.split("\t"))
+    return out
+
+
+@lru_cache(maxsize=4)
+def key_aliases(directory: str | None = None) -> dict[str, tuple[str, float]]:
+    """normalised raw key -> (field, weight)."""
+    rows = _rows(resource_dir(directory) / "key_aliases.tsv")
+    return {norm(r[0]): (r[1], float(r[2]) if len(r) > 2 else 1.0) for r in rows}
+
+
+@lru_cache(maxsize=4)
+def text_keys(directory: str | None = None) -> frozenset[str]:
+    return frozenset(norm(r[0]) for r in _rows(resource_dir(directory) / "text_keys.tsv"))
+
+
+@lru_cache(maxsize=4)
+def lexicon(directory: str | None = None) -> dict[str, dict[str, tuple[str, str]]]:
+    """field -> normalised phrase -> (ontology id, scope 'value'|'any')."""
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for r in _rows(resource_dir(directory) / "lexicon.tsv"):
+        out.setdefault(r[0], {})[norm(r[1])] = (r[2], r[3] if len(r) > 3 else "any")
+    return out
+
+
+def prompt(directory: str | None = None) -> str:
+    return (resource_dir(directory) / "llm_prompt.txt").read_text(encoding="utf-8")

@@ -1,0 +1,79 @@
+"""BulkFormer-style model: tokens -> [GCN -> Performer] x n_layers -> masked-gene head.
+
+    x [B, G] (log1p, masked genes = mask value)
+      AE context   z = AE.encode(x)                       [B, 320]  (switchable)
+      tokens       identity(g) + REE(x) + proj(z)          [B, G, d]
+      block x L    h = h + GCN(LN h);  h = Performer(h)    [B, G, d]  (GCN switchable)
+      head         MLP(LN h) -> prediction                 [B, G]
+
+The AE is part of the module (its weights are in the checkpoint) but is trained in stage 1 and
+frozen in stage 2. Sample embedding = mean of the final hidden states over genes [B, d].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bulkfm.model.autoencoder import Autoencoder
+from bulkfm.model.config import ModelConfig
+from bulkfm.model.gcn import GeneGraph, GraphConv
+from bulkfm.model.performer import PerformerLayer
+from bulkfm.model.tokens import GeneTokenizer
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, index: int) -> None:
+        super().__init__()
+        self.gcn_norm = nn.LayerNorm(cfg.d_model) if cfg.use_gcn else None
+        self.gcn = GraphConv(cfg.d_model) if cfg.use_gcn else None
+        self.performer = PerformerLayer(cfg.d_model, cfg.n_heads, cfg.nb_features, cfg.ff_mult,
+                                        cfg.dropout, seed=cfg.seed * 1000 + index)
+
+    def forward(self, h: torch.Tensor, adj: torch.Tensor | None) -> torch.Tensor:
+        if self.gcn is not None:
+            h = h + self.gcn(self.gcn_norm(h), adj)  # [B, G, d]
+        return self.performer(h)
+
+
+class BulkFormer(nn.Module):
+    def __init__(self, cfg: ModelConfig, *, esm2: torch.Tensor | None = None,
+                 has_protein: torch.Tensor | None = None, edge_index: torch.Tensor | None = None,
+                 edge_weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = cfg
+        if cfg.use_esm2 and esm2 is None:
+            raise ValueError("use_esm2 is on but no ESM2 table was given")
+        if cfg.use_gcn and edge_index is None:
+            raise ValueError("use_gcn is on but no gene graph was given")
+        self.ae = (Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout)
+                   if cfg.use_ae_context else None)
+        self.tokenizer = GeneTokenizer(
+            cfg.n_genes, cfg.d_model, esm2=esm2 if cfg.use_esm2 else None,
+            has_protein=has_protein, context_dim=cfg.ae_latent if cfg.use_ae_context else None,
+            theta_min=cfg.ree_theta_min, theta_max=cfg.ree_theta_max)
+        self.graph = (GeneGraph(edge_index, edge_weight if edge_weight is not None
+                                else torch.ones(edge_index.shape[1]), cfg.n_genes)
+                      if cfg.use_gcn else None)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
+                                  nn.Linear(cfg.d_model, 1))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, G] (masked = mask value) -> final hidden states [B, G, d]."""
+        context = self.ae.encode(x) if self.ae is not None else None  # [B, latent]
+        h = self.tokenizer(x, context)
+        adj = self.graph.adjacency() if self.graph is not None else None
+        for block in self.blocks:
+            h = block(h, adj)
+        return self.norm(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(x)).squeeze(-1).float()  # [B, G]
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unmasked x [B, G] -> (sample embedding [B, d], per-gene hidden states [B, G, d])."""
+        h = self.hidden(x)
+        return h.float().mean(1), h

@@ -1,0 +1,40 @@
+"""Model hyper-parameters: one frozen dataclass, saved as JSON beside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    n_genes: int
+    # Stage 1 autoencoder: genes -> ae_hidden... -> ae_latent -> reversed -> genes.
+    ae_hidden: list[int] = field(default_factory=lambda: [4096, 1024])
+    ae_latent: int = 320
+    # Stage 2 graph transformer.
+    d_model: int = 320
+    n_layers: int = 2  # blocks of (GCN -> Performer layer)
+    n_heads: int = 8
+    nb_features: int = 128  # FAVOR+ random features per head
+    ff_mult: int = 2
+    dropout: float = 0.0
+    use_gcn: bool = True
+    use_esm2: bool = True  # gene identity from ESM2 (+ learned vector for genes without protein)
+    esm2_dim: int = 0  # width of the ESM2 vectors (0 = none loaded)
+    use_ae_context: bool = True
+    ree_theta_min: float = 0.1  # geometric ladder of REE wavelengths, in log1p units
+    ree_theta_max: float = 100.0
+    mask_value: float = -10.0  # stands for "masked"; a measured zero stays 0
+    seed: int = 0  # seeds the FAVOR+ projection and parameter init
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,59 @@
+"""Gene tokens: token(g, s) = identity(g) + REE(x_sg) + proj(AE latent of s).
+
+Gene identity is ``proj(ESM2[g])`` for genes with a protein embedding and a learned vector for
+the rest; with ESM2 switched off (or no embedding file) every gene gets a learned
+``nn.Embedding`` row. Tokens are built per mini-batch on the device: memory O(B x G x d).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bulkfm.model.ree import RotaryExpressionEmbedding
+
+
+class GeneIdentity(nn.Module):
+    """[G, d]: what a gene is, independent of the sample."""
+
+    def __init__(self, n_genes: int, d_model: int, esm2: torch.Tensor | None = None,
+                 has_protein: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.learned = nn.Embedding(n_genes, d_model)
+        nn.init.normal_(self.learned.weight, std=0.02)
+        self.use_esm2 = esm2 is not None
+        if esm2 is not None:
+            if esm2.shape[0] != n_genes:
+                raise ValueError(f"ESM2 table has {esm2.shape[0]} rows for {n_genes} genes")
+            has = has_protein if has_protein is not None else torch.ones(n_genes, dtype=torch.bool)
+            # Frozen inputs, saved with the weights so a checkpoint is self-contained.
+            self.register_buffer("esm2", esm2.float())  # [G, d_esm]
+            self.register_buffer("has_protein", has.bool())  # [G]
+            self.esm2_norm = nn.LayerNorm(esm2.shape[1])
+            self.proj = nn.Linear(esm2.shape[1], d_model)
+
+    def forward(self) -> torch.Tensor:
+        learned = self.learned.weight  # [G, d]
+        if not self.use_esm2:
+            return learned
+        esm = self.proj(self.esm2_norm(self.esm2))  # [G, d]
+        return torch.where(self.has_protein.unsqueeze(-1), esm, learned)
+
+
+class GeneTokenizer(nn.Module):
+    def __init__(self, n_genes: int, d_model: int, *, esm2: torch.Tensor | None,
+                 has_protein: torch.Tensor | None, context_dim: int | None,
+                 theta_min: float, theta_max: float) -> None:
+        super().__init__()
+        self.identity = GeneIdentity(n_genes, d_model, esm2, has_protein)
+        self.ree = RotaryExpressionEmbedding(d_model, theta_min, theta_max)
+        self.context = nn.Linear(context_dim, d_model) if context_dim else None
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        # x [B, G] (masked = mask value), context [B, c] -> tokens [B, G, d]
+        tokens = self.ree(x) + self.identity().unsqueeze(0)
+        if self.context is not None:
+            if context is None:
+                raise ValueError("this model was built with an AE context; pass the AE latent")
+            tokens = tokens + self.context(context).unsqueeze(1)
+        return tokens

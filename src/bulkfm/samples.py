@@ -1,0 +1,136 @@
+"""The sample sheet and how samples are grouped into batches for the per-sample work.
+
+A row is one sample: an ``accession`` (any SRA/ENA/GEO accession) or local ``fastq_1``
+[+ ``fastq_2``], with an optional ``sample`` name; any other column is kept as a sample
+attribute (it feeds metadata harmonization). Run accessions and local files plan with no
+network; study/experiment/sample/GEO accessions are expanded to runs by the ``sra_resolve``
+checkpoint first.
+
+Batches: per-sample work runs in jobs of ``batch_size`` samples, in sheet order, so that the
+scheduler sees samples/batch_size jobs instead of one per sample, and so that appending samples
+to a sheet changes only the last batch (earlier batches keep their members and stay complete).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bulkfm.sra.accessions import AccessionError, Kind, classify
+
+SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RESERVED = {"sample", "accession", "fastq_1", "fastq_2", "run"}
+
+
+class SampleSheetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Sample:
+    sample: str
+    run: str | None  # SRR/ERR/DRR when the reads come from SRA/ENA
+    fastq_1: str | None
+    fastq_2: str | None
+
+    @property
+    def fastqs(self) -> list[str]:
+        return [f for f in (self.fastq_1, self.fastq_2) if f]
+
+
+def read_sheet(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise SampleSheetError(f"sample sheet {path} does not exist (config key 'samples')")
+    sep = "," if path.suffix == ".csv" else "\t"
+    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment="#")
+    df.columns = [c.strip() for c in df.columns]
+    for col in ("sample", "accession", "fastq_1", "fastq_2"):
+        if col not in df.columns:
+            df[col] = ""
+        df[col] = df[col].str.strip()
+    return df
+
+
+def check_sheet(df: pd.DataFrame, where: str = "sample sheet") -> pd.DataFrame:
+    """Validate rows (vectorised, so 500,000 rows take about a second) and fill ``sample``.
+
+    Returns the sheet with a ``kind`` column (run, local, or the accession kind to resolve).
+    """
+    if len(df) == 0:
+        raise SampleSheetError(f"{where}: no rows")
+    has_acc = df["accession"] != ""
+    has_fq = df["fastq_1"] != ""
+    both = has_acc & has_fq
+    neither = ~has_acc & ~has_fq
+    for mask, msg in ((both, "has both accession and fastq_1: give one"),
+                      (neither, "has neither accession nor fastq_1"),
+                      ((df["fastq_2"] != "") & ~has_fq, "has fastq_2 without fastq_1")):
+        if mask.any():
+            row = int(mask.to_numpy().nonzero()[0][0])
+            raise SampleSheetError(f"{where}: row {row + 2} {msg}")
+    kinds = pd.Series("local", index=df.index, dtype=object)
+    acc = df.loc[has_acc, "accession"]
+    run_like = acc.str.fullmatch(r"[SED]RR\d{6,11}")
+    kinds.loc[run_like[run_like].index] = Kind.RUN.value
+    for i in run_like[~run_like].index:  # only non-run accessions take the slow path
+        try:
+            kinds.loc[i] = classify(df.at[i, "accession"]).value
+        except AccessionError as exc:
+            raise SampleSheetError(f"{where}: row {i + 2}: {exc}") from None
+    df = df.assign(kind=kinds)
+    # Sample names: given, else the run accession, else the FASTQ file stem.
+    name = df["sample"].where(df["sample"] != "", df["accession"].where(df["kind"] == "run", ""))
+    stems = df["fastq_1"].map(lambda p: re.sub(r"(_R?1)?\.f(ast)?q(\.gz)?$", "", Path(p).name) if p else "")
+    name = name.where(name != "", stems.where(df["kind"] == "local", ""))
+    bad = (name != "") & ~name.str.fullmatch(SAMPLE_NAME.pattern)
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise SampleSheetError(f"{where}: row {i + 2}: sample name {name.iloc[i]!r} may contain only "
+                               "letters, digits, '.', '_' and '-' (it becomes a directory name)")
+    dup = name[(name != "") & name.duplicated()]
+    if len(dup):
+        raise SampleSheetError(f"{where}: sample {dup.iloc[0]!r} appears twice; names must be unique")
+    return df.assign(sample=name)
+
+
+def needs_resolution(df: pd.DataFrame) -> bool:
+    """True when some rows are studies/experiments/GEO accessions that must be expanded to runs."""
+    return bool((~df["kind"].isin(["run", "local"])).any())
+
+
+def samples_from_sheet(df: pd.DataFrame) -> list[Sample]:
+    if needs_resolution(df):
+        raise SampleSheetError("sheet has non-run accessions: resolve them to runs first")
+    return [Sample(s, a or None, f1 or None, f2 or None)
+            for s, a, f1, f2 in zip(df["sample"], df["accession"], df["fastq_1"], df["fastq_2"])]
+
+
+def batch_ids(n_samples: int, batch_size: int) -> list[str]:
+    return [f"b{i:05d}" for i in range((n_samples + batch_size - 1) // batch_size)]
+
+
+def batch_members(samples: list[Sample], batch: str, batch_size: int) -> list[Sample]:
+    i = int(batch.removeprefix("b"))
+    members = samples[i * batch_size : (i + 1) * batch_size]
+    if not members:
+        raise SampleSheetError(f"batch {batch} is empty for {len(samples)} samples")
+    return members
+
+
+def batch_signature(members: list[Sample]) -> str:
+    """A short hash of a batch's membership: a Snakemake param, so changing it reruns the batch."""
+    h = hashlib.sha1()
+    for s in members:
+        h.update(f"{s.sample}\t{s.run}\t{s.fastq_1}\t{s.fastq_2}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def attributes_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Extra sheet columns as per-sample attributes (for samples that have no SRA record)."""
+    extra = [c for c in df.columns if c not in RESERVED | {"kind"}]
+    return df[["sample", *extra]].rename(columns={"sample": "sample_id"})

@@ -1,0 +1,107 @@
+"""Training configuration: defaults, YAML loading, validation.
+
+A config file is YAML with the keys below (the workflow's ``train:`` section has the same
+shape); unknown keys are errors, so a typo never silently trains with a default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bulkfm.model.config import ModelConfig
+
+_MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"n_genes", "esm2_dim", "seed"}
+
+
+@dataclass
+class StageConfig:
+    steps: int
+    lr: float
+    batch_size: int
+
+
+@dataclass
+class TrainConfig:
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    max_genes: int = 0  # 0 = every gene; N = top-N by variance over the train split
+    esm2: str | None = None  # esm2.pt; None or model.use_esm2 false -> learned nn.Embedding
+    graph: str | None = None  # edges.parquet; None -> built from the train split here
+    graph_top_k: int = 20
+    graph_min_pcc: float = 0.4
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    mask_fraction: float = 0.15
+    ae: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3,
+                                                                 batch_size=32))
+    transformer: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3,
+                                                                          batch_size=8))
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    eval_every: int = 50
+    eval_batches: int = 4
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: str | bool = "auto"  # auto = on for CUDA GPUs that support it
+
+    def model_config(self, n_genes: int, esm2_dim: int) -> ModelConfig:
+        return ModelConfig(n_genes=n_genes, esm2_dim=esm2_dim, seed=self.seed, **self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> TrainConfig:
+        unknown = set(self.model) - _MODEL_KEYS
+        if unknown:
+            raise ValueError(f"unknown model keys {sorted(unknown)}; known: {sorted(_MODEL_KEYS)}")
+        if not 0 < self.mask_fraction < 1:
+            raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if not 0 <= self.val_fraction + self.test_fraction < 1:
+            raise ValueError("val_fraction + test_fraction must be below 1")
+        for name in ("ae", "transformer"):
+            s = getattr(self, name)
+            if s.steps < 0 or s.batch_size < 1 or s.lr <= 0:
+                raise ValueError(f"{name}: steps >= 0, batch_size >= 1 and lr > 0 required")
+        if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
+            raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
+        return self
+
+
+def from_dict(data: dict[str, Any] | None) -> TrainConfig:
+    data = dict(data or {})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown train config keys {sorted(unknown)}; known: {sorted(known)}")
+    defaults = TrainConfig()
+    for name in ("ae", "transformer"):
+        if name in data:
+            stage = {**asdict(getattr(defaults, name)), **(data[name] or {})}
+            bad = set(stage) - {"steps", "lr", "batch_size"}
+            if bad:
+                raise ValueError(f"unknown {name} keys {sorted(bad)}; known: steps, lr, batch_size")
+            data[name] = StageConfig(int(stage["steps"]), float(stage["lr"]),
+                                     int(stage["batch_size"]))
+    return TrainConfig(**data).validate()
+
+
+def load_config(path: str | os.PathLike[str] | None) -> TrainConfig:
+    """YAML/JSON file -> TrainConfig. A workflow config with a ``train:`` section works too."""
+    if path is None:
+        return TrainConfig().validate()
+    text = Path(path).read_text()
+    data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict):
+        data = data["train"]
+    try:
+        return from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc

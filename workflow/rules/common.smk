@@ -1,0 +1,53 @@
+# Shared planning: the sample sheet, batches, output paths. Parsed once per snakemake start.
+import bulkfm.samples as bs
+
+OUT = config["outdir"]
+LOGS = f"{OUT}/logs"
+BENCH = f"{OUT}/benchmarks"
+SHEET = config["samples"]
+BATCH_SIZE = int(config["quant"]["batch_size"])
+
+try:
+    _sheet = bs.check_sheet(bs.read_sheet(SHEET), SHEET)
+except bs.SampleSheetError as exc:
+    raise WorkflowError(str(exc))
+# The schema checks columns and types; check_sheet above checks rows (vectorised: 500k rows/s).
+validate(_sheet.head(1000), "../schemas/samples.schema.yaml")
+
+# Run accessions and local FASTQ plan offline. Studies/experiments/GEO accessions need the
+# sra_metadata checkpoint to expand them to runs first.
+NEEDS_RESOLUTION = bs.needs_resolution(_sheet)
+SAMPLES = None if NEEDS_RESOLUTION else bs.samples_from_sheet(_sheet)
+# The sheet the batch jobs read their members from.
+BATCH_SHEET = f"{OUT}/sra/metadata.parquet" if NEEDS_RESOLUTION else SHEET
+
+
+def planned_samples():
+    if not NEEDS_RESOLUTION:
+        return SAMPLES
+    path = checkpoints.sra_metadata.get().output.table
+    return bs.samples_from_sheet(bs.check_sheet(bs.read_sheet(path), path))
+
+
+def batch_tables(wildcards):
+    samples = planned_samples()
+    return expand(f"{OUT}/quant/batches/{{batch}}.tsv", batch=bs.batch_ids(len(samples), BATCH_SIZE))
+
+
+def batch_fastqs(wildcards):
+    """Local FASTQ of a batch's members: inputs, so that a changed file reruns its batch."""
+    members = bs.batch_members(planned_samples(), wildcards.batch, BATCH_SIZE)
+    return [f for s in members if s.run is None for f in s.fastqs]
+
+
+def batch_signature(wildcards):
+    return bs.batch_signature(bs.batch_members(planned_samples(), wildcards.batch, BATCH_SIZE))
+
+
+def all_targets():
+    targets = [
+        f"{OUT}/matrix/matrix.json",
+        f"{OUT}/qc/qc.tsv",
+        f"{OUT}/sra/metadata.parquet",
+    ]
+    return targets

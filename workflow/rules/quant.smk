@@ -1,0 +1,104 @@
+# quant: salmon index once per reference, then per-batch download + quant + gene aggregation.
+REF = config["quant"]["reference"]
+QC = config["quant"]["qc"]
+
+
+rule salmon_index:
+    input:
+        transcripts=REF["transcripts"],
+        genome=REF["genome"] or [],
+    output:
+        directory(f"{OUT}/reference/salmon_index"),
+    log:
+        f"{LOGS}/salmon_index.log",
+    benchmark:
+        f"{BENCH}/salmon_index.tsv"
+    params:
+        genome=lambda wc, input: f"--genome {input.genome}" if input.genome else "",
+        gencode="--gencode" if REF["gencode"] else "",
+        kmer=REF["kmer"],
+    threads: config["quant"]["index_threads"]
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt if not REF["genome"] else 32000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt if not REF["genome"] else 240 * attempt,
+    conda:
+        "../../envs/salmon.yaml"
+    shell:
+        "bulkfm quant index --transcripts {input.transcripts} {params.genome} {params.gencode} "
+        "--kmer {params.kmer} --threads {threads} -o {output} > {log} 2>&1"
+
+
+rule reference_genes:
+    input:
+        transcripts=REF["transcripts"],
+        tx2gene=REF["tx2gene"] or [],
+        gene_table=REF["gene_table"] or [],
+    output:
+        directory(f"{OUT}/reference/genes"),
+    log:
+        f"{LOGS}/reference_genes.log",
+    params:
+        tx2gene=lambda wc, input: f"--tx2gene {input.tx2gene}" if input.tx2gene else "",
+        gene_table=lambda wc, input: f"--gene-table {input.gene_table}" if input.gene_table else "",
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm quant genes --transcripts {input.transcripts} {params.tx2gene} {params.gene_table} "
+        "-o {output} > {log} 2>&1"
+
+
+rule quant_batch:
+    input:
+        sheet=BATCH_SHEET,
+        index=f"{OUT}/reference/salmon_index",
+        reference=f"{OUT}/reference/genes",
+        fastqs=batch_fastqs,
+    output:
+        f"{OUT}/quant/batches/{{batch}}.tsv",
+    log:
+        f"{LOGS}/quant_batch/{{batch}}.log",
+    benchmark:
+        f"{BENCH}/quant_batch/{{batch}}.tsv"
+    params:
+        members=batch_signature,  # membership hash: a changed batch reruns (finished samples skip)
+        batch_size=BATCH_SIZE,
+        outdir=f"{OUT}/quant",
+        fastq_dir=f"{OUT}/fastq",
+        keep=lambda wc: "--keep-fastq" if config["sra"]["keep_fastq"] else "",
+        check=lambda wc: "" if QC["check_fastq"] else "--no-check-fastq",
+        qc=(f"--min-mapping-rate {QC['min_mapping_rate']} --min-reads {QC['min_reads']} "
+            f"--min-mapped {QC['min_mapped']} --library-type {QC['library_type']}"),
+        extra=(f"--libtype {config['quant']['libtype']} --on-error {config['quant']['on_error']} "
+               f"--transcript-quant {config['quant']['transcript_quant']} "
+               f"--download-method {config['sra']['download_method']} --retries {config['sra']['retries']}"),
+    threads: config["quant"]["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: config["quant"]["mem_mb"] * attempt,
+        runtime=lambda wc, attempt: config["quant"]["runtime_per_batch"] * attempt,
+    conda:
+        "../../envs/salmon.yaml"
+    shell:
+        "bulkfm quant batch --sheet {input.sheet} --batch {wildcards.batch} "
+        "--batch-size {params.batch_size} --index {input.index} --reference {input.reference} "
+        "--outdir {params.outdir} --fastq-dir {params.fastq_dir} -o {output} --threads {threads} "
+        "{params.qc} {params.extra} {params.keep} {params.check} > {log} 2>&1"
+
+
+rule quant_qc:
+    input:
+        batch_tables,
+    output:
+        qc=f"{OUT}/qc/qc.tsv",
+        failed=f"{OUT}/qc/failed.tsv",
+    log:
+        f"{LOGS}/quant_qc.log",
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm quant qc {input} --qc {output.qc} --failed {output.failed} > {log} 2>&1"

@@ -1,0 +1,24 @@
+# sra: resolve accessions to runs and their metadata (one row per run).
+# A checkpoint: when the sheet names studies/experiments/GEO series, the runs (and so the
+# quantification batches) are known only after it has run.
+
+
+checkpoint sra_metadata:
+    input:
+        sheet=SHEET,
+    output:
+        table=f"{OUT}/sra/metadata.parquet",
+    log:
+        f"{LOGS}/sra_metadata.log",
+    benchmark:
+        f"{BENCH}/sra_metadata.tsv"
+    params:
+        human=lambda wc: "" if config["sra"]["human_rnaseq_only"] else "--no-human-filter",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm sra resolve --sheet {input.sheet} -o {output.table} {params.human} > {log} 2>&1"
