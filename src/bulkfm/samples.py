@@ -46,6 +46,8 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise SampleSheetError(f"sample sheet {path} does not exist (config key 'samples')")
+    if path.suffix == ".parquet":
+        return _runs_from_metadata(path)
     sep = "," if path.suffix == ".csv" else "\t"
     df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment="#")
     df.columns = [c.strip() for c in df.columns]
@@ -54,6 +56,16 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
             df[col] = ""
         df[col] = df[col].str.strip()
     return df
+
+
+def _runs_from_metadata(path: Path) -> pd.DataFrame:
+    """The resolved runs table (``sra/metadata.parquet``) as a sheet: one sample per kept run."""
+    cols = pd.read_parquet(path).columns
+    table = pd.read_parquet(path, columns=[c for c in ("run", "excluded_reason") if c in cols])
+    if "excluded_reason" in table.columns:
+        table = table[table["excluded_reason"].isna() | (table["excluded_reason"] == "")]
+    runs = table["run"].astype(str).to_numpy()
+    return pd.DataFrame({"sample": runs, "accession": runs, "fastq_1": "", "fastq_2": ""})
 
 
 def check_sheet(df: pd.DataFrame, where: str = "sample sheet") -> pd.DataFrame:

@@ -43,14 +43,16 @@ def as_dict(result, n_genes: int) -> dict[int, dict[int, float]]:
 @pytest.fixture()
 def matrix_with_extras(tcga_log1p, tmp_path, store_writer, split_writer):
     """300 real genes + a constant gene, a gene constant only in the train split, and an
-    exact mirror (PCC -1) of a real gene; train = 4 of every 5 samples."""
+    near-mirror (PCC about -0.9) of a real gene; train = 4 of every 5 samples."""
     x, genes, samples = tcga_log1p
     n = x.shape[0]
     train = np.arange(n) % 5 != 0
     constant = np.full((n, 1), 3.5, dtype=np.float32)
     train_constant = np.where(train, 1.0, 2.0).astype(np.float32)[:, None]
-    ref = 5  # a real gene
-    mirror = (x[:, ref].max() - x[:, ref])[:, None]
+    ref = int(np.argmax(x[train].var(axis=0)))  # a real, strongly varying gene
+    # Not an exact -1 copy: |PCC| ties with ref's own neighbours would make top-k ambiguous.
+    other = int(np.argsort(x[train].var(axis=0))[-2])
+    mirror = (x[:, ref].max() - x[:, ref] + 0.3 * x[:, other])[:, None]
     x = np.hstack([x, constant, train_constant, mirror]).astype(np.float32)
     genes = [*genes, "CONST|0", "TRAINCONST|0", "MIRROR|0"]
     store = store_writer(tmp_path / "m", x, genes, samples)
@@ -81,8 +83,8 @@ def test_topk_equals_brute_force_on_train_split(matrix_with_extras, sign):
         assert isolated not in set(got.edges.target.tolist())
     mirror = n - 1
     if sign == "abs":
-        # The mirror is its reference gene's strongest neighbour, kept with its negative sign.
-        assert have[ref][mirror] == pytest.approx(-1.0, abs=1e-5)
+        # The mirror is among its reference gene's neighbours, kept with its negative sign.
+        assert have[ref][mirror] < -0.8
         assert (got.edges.pcc < 0).sum() > 0
     else:
         assert mirror not in have[ref]
@@ -116,7 +118,7 @@ def test_cli_build_writes_edges_summary_plot(matrix_with_extras, tmp_path):
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["n_edges"] == len(edges)
     assert summary["n_train_samples"] == int(train.sum())
-    assert summary["n_constant_genes"] == 2
+    assert summary["n_constant_genes"] == int((x[train].std(axis=0) == 0).sum()) >= 2
     assert summary["n_negative_edges"] == int((edges["pcc"] < 0).sum()) > 0
     png = out.with_suffix(".degree.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

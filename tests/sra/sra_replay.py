@@ -18,7 +18,7 @@ constructed envelopes, each around real content:
 
 ``faults`` injects failures per path prefix, consumed in order: ``"500"``, ``"close"`` (drop
 the connection without an answer), ``"cut:N"`` (announce the full length, send N body bytes,
-drop the connection).
+drop the connection), ``"flip:N"`` (send the body with byte N changed: a corrupt transfer).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class ReplayServer(ThreadingHTTPServer):
         self.files: dict[str, bytes] = {}  # /ena/fastq/<path> -> bytes
         self.faults: dict[str, list[str]] = {}
         self.log: list[tuple[str, str, dict[str, str]]] = []
+        self.ranges: list[str | None] = []  # Range header of each FASTQ request
         self.lock = threading.Lock()
         self.range_support = True
 
@@ -91,6 +92,7 @@ class ReplayServer(ThreadingHTTPServer):
             self.files.clear()
             self.faults.clear()
             self.log.clear()
+            self.ranges.clear()
             self.range_support = True
 
     def next_fault(self, path: str) -> str | None:
@@ -133,7 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         cut = int(fault.split(":")[1]) if fault and fault.startswith("cut:") else None
         status, body, ctype = self._route(path, params)
+        if fault and fault.startswith("flip:"):
+            i = int(fault.split(":")[1])
+            body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
         if status == 200 and path.startswith("/ena/fastq/"):
+            self.server.ranges.append(self.headers.get("Range"))
             return self._send_file(body, cut)
         return self._send(status, body, ctype, cut)
 

@@ -48,6 +48,5 @@ def all_targets():
     targets = [
         f"{OUT}/matrix/matrix.json",
         f"{OUT}/qc/qc.tsv",
-        f"{OUT}/sra/metadata.parquet",
     ]
     return targets

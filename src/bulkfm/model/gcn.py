@@ -9,6 +9,8 @@ strong negative correlation is as informative a neighbour as a positive one.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
@@ -24,7 +26,9 @@ def normalized_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor,
     ei, ew = coalesce(ei, ew, num_nodes=n_nodes)
     ei, ew = gcn_norm(ei, ew, num_nodes=n_nodes, add_self_loops=True)
     # Messages flow source -> target: out[target] += w * x[source], i.e. rows are targets.
-    return to_torch_csr_tensor(ei.flip(0), ew, size=(n_nodes, n_nodes))
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, and tested here
+        warnings.simplefilter("ignore", UserWarning)
+        return to_torch_csr_tensor(ei.flip(0), ew, size=(n_nodes, n_nodes))
 
 
 class GeneGraph(nn.Module):

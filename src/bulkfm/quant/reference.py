@@ -23,8 +23,11 @@ TYPE_COLUMNS = ("gene_type", "gene_biotype", "biotype")
 
 
 def strip_version(ids: pd.Series) -> pd.Series:
-    """``ENSG00000141510.18`` → ``ENSG00000141510``; ids without a numeric suffix unchanged."""
-    return ids.str.replace(r"\.\d+$", "", regex=True)
+    """``ENSG00000141510.18`` → ``ENSG00000141510`` (Ensembl/GENCODE and RefSeq ids only).
+
+    Gene symbols may end in ``.1`` too, so other identifiers are left unchanged.
+    """
+    return ids.str.replace(r"^(ENS[A-Z]*\d{6,}|[NX][MR]_\d+)\.\d+$", r"\1", regex=True)
 
 
 def _open_text(path: Path):

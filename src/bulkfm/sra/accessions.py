@@ -21,14 +21,15 @@ class Kind(str, Enum):
     GEO_SAMPLE = "geo_sample"  # GSM
 
 
+# re.ASCII: without it \d also matches non-ASCII digits ("SRR６８３５８４４").
 _PATTERNS: dict[Kind, re.Pattern[str]] = {
-    Kind.RUN: re.compile(r"[SED]RR\d{6,11}"),
-    Kind.EXPERIMENT: re.compile(r"[SED]RX\d{6,11}"),
-    Kind.SAMPLE: re.compile(r"(?:[SED]RS\d{6,11}|SAM(?:N|EA|D)\d{6,11})"),
-    Kind.STUDY: re.compile(r"[SED]RP\d{6,11}"),
-    Kind.PROJECT: re.compile(r"PRJ(?:NA|EB|DB)\d{1,9}"),
-    Kind.GEO_SERIES: re.compile(r"GSE\d{1,9}"),
-    Kind.GEO_SAMPLE: re.compile(r"GSM\d{1,10}"),
+    Kind.RUN: re.compile(r"[SED]RR\d{6,11}", re.ASCII),
+    Kind.EXPERIMENT: re.compile(r"[SED]RX\d{6,11}", re.ASCII),
+    Kind.SAMPLE: re.compile(r"(?:[SED]RS\d{6,11}|SAM(?:N|EA|D)\d{6,11})", re.ASCII),
+    Kind.STUDY: re.compile(r"[SED]RP\d{6,11}", re.ASCII),
+    Kind.PROJECT: re.compile(r"PRJ(?:NA|EB|DB)\d{1,9}", re.ASCII),
+    Kind.GEO_SERIES: re.compile(r"GSE\d{1,9}", re.ASCII),
+    Kind.GEO_SAMPLE: re.compile(r"GSM\d{1,10}", re.ASCII),
 }
 
 

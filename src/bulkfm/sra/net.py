@@ -8,6 +8,7 @@ with exponential backoff; when they run out, :class:`NetworkError` names the acc
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -136,13 +137,21 @@ def get(
             kw["params"] = params
         r = sess.request(method, url, **kw)
         if r.status_code in RETRY_STATUS:
-            raise RetryableStatus(f"HTTP {r.status_code} from {r.url}")
+            raise RetryableStatus(f"HTTP {r.status_code} from {redact(r.url)}")
         _ = r.content  # read the body inside the retry loop (a cut body is retried)
         return r
 
     return with_retries(once, policy, what)
 
 
+def redact(url: str) -> str:
+    """URL without its query string (which may hold an API key)."""
+    return url.split("?", 1)[0]
+
+
+_KEY = re.compile(r"(api_key=)[^&\s'\"]+")
+
+
 def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    text = _KEY.sub(r"\1***", f"{type(exc).__name__}: {exc}")
     return text if len(text) <= 300 else text[:297] + "..."

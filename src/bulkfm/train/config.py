@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: str | bool = "auto"  # auto = on for CUDA GPUs that support it
+    num_threads: int = 0  # CPU threads per process; 0 = torch's default
 
     def model_config(self, n_genes: int, esm2_dim: int) -> ModelConfig:
         return ModelConfig(n_genes=n_genes, esm2_dim=esm2_dim, seed=self.seed, **self.model)

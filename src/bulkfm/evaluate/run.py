@@ -1,0 +1,226 @@
+"""``bulkfm evaluate``: masked-gene reconstruction vs baselines, linear probes, t-SNE.
+
+Reads the train output directory (model/, ae/, splits.tsv, gene_stats.parquet) and any matrix.
+If the matrix holds the run's samples, held-out = its test split (val if test is empty) and
+probes are fit on the train split; otherwise every sample is held out and probes are
+cross-validated by group. Writes into OUT:
+
+    metrics.json         everything below, also printed as the last stdout line
+    reconstruction.tsv   method, pcc, sample_pcc_mean, mse, n_masked, n_samples
+    probe.tsv            features, accuracy, macro_f1, n_train, n_test
+    reconstruction.png   predicted vs true masked values, PCC/MSE bars
+    tsne.png             t-SNE of raw PCA, AE latent and model embedding, coloured by label
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from bulkfm.common.atomic import atomic_path, write_text_atomic
+from bulkfm.evaluate.baselines import gene_mean, knn_impute
+from bulkfm.evaluate.metrics import PooledStats
+from bulkfm.evaluate.plots import plot_reconstruction, plot_tsne
+from bulkfm.evaluate.probes import probe_cv, probe_split
+from bulkfm.matrix.store import iter_row_batches, open_matrix
+from bulkfm.model.checkpoint import is_complete, load
+from bulkfm.train.data import DataError, apply_mask, random_mask, step_generator
+from bulkfm.train.ddp import pick_device
+from bulkfm.train.embed import iter_embeddings, model_view
+
+log = logging.getLogger(__name__)
+
+SCATTER_POINTS = 20000
+
+
+def read_labels(path: str | os.PathLike[str], samples: list[str]) -> pd.DataFrame:
+    """labels TSV (sample_id, label[, group]) restricted to the matrix samples."""
+    path = Path(path)
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if not {"sample_id", "label"} <= set(table.columns):
+        raise DataError(f"{path}: needs columns sample_id and label (optional group)")
+    if table["sample_id"].duplicated().any():
+        raise DataError(f"{path}: sample {table['sample_id'][table['sample_id'].duplicated()].iloc[0]!r} "
+                        "listed twice")
+    if "group" not in table.columns:
+        table["group"] = table["sample_id"]
+    known = set(samples)
+    kept = table[table["sample_id"].isin(known) & (table["label"] != "")]
+    if len(kept) < len(table):
+        log.warning("%s: %d of %d labelled samples are not in the matrix or have no label",
+                    path, len(table) - len(kept), len(table))
+    return kept.reset_index(drop=True)
+
+
+def _held_out(train_dir: Path, samples: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """(held-out rows, train rows, protocol)."""
+    split_path = train_dir / "splits.tsv"
+    pos = {s: i for i, s in enumerate(samples)}
+    if split_path.exists():
+        split = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
+        split = split[split["sample_id"].isin(pos)]
+        if len(split):
+            train = np.array(sorted(pos[s] for s in split.loc[split["split"] == "train",
+                                                              "sample_id"]), dtype=np.int64)
+            for name in ("test", "val"):
+                rows = split.loc[split["split"] == name, "sample_id"]
+                if len(rows):
+                    return (np.array(sorted(pos[s] for s in rows), dtype=np.int64), train,
+                            f"{name} split of {split_path}")
+            raise DataError(f"{split_path}: no test or val samples in this matrix; nothing is "
+                            "held out (rerun the split with test_fraction > 0)")
+    return np.arange(len(samples)), np.zeros(0, np.int64), "all samples (new matrix)"
+
+
+def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str], *,
+             labels: str | None = None, out: str | os.PathLike[str] | None = None,
+             batch_size: int = 8, mask_fraction: float | None = None, knn_k: int = 10,
+             max_reference: int = 2000, max_samples: int = 2000, seed: int = 0,
+             device: str = "auto", allow_missing: float = 0.0,
+             progress: bool = True) -> dict[str, Any]:
+    train_dir = Path(train_dir)
+    out = Path(out) if out else train_dir / "evaluate"
+    dev = pick_device(device)
+    model = load(train_dir, map_location=dev)
+    ae = load(train_dir / "ae", map_location=dev) if is_complete(train_dir / "ae") else None
+    matrix = open_matrix(matrix_path)
+    data = model_view(model, matrix, allow_missing)
+    cfg_path = train_dir / "config.json"
+    if mask_fraction is None:
+        mask_fraction = (json.loads(cfg_path.read_text())["train"]["mask_fraction"]
+                         if cfg_path.exists() else 0.15)
+    held, train_rows, protocol = _held_out(train_dir, list(matrix.samples))
+    rng = np.random.default_rng(seed)
+    if len(held) > max_samples:
+        held = np.sort(rng.choice(held, max_samples, replace=False))
+    log.info("held out: %d samples (%s)", len(held), protocol)
+
+    # Gene means of the training data (the gene-mean baseline); new matrix without train
+    # samples: the stats saved at training time.
+    stats_path = train_dir / "gene_stats.parquet"
+    if stats_path.exists():
+        stats = pd.read_parquet(stats_path).set_index("gene")
+        means = stats.reindex(model.genes)["mean"].to_numpy(np.float32)
+    else:
+        raise DataError(f"{train_dir}: no gene_stats.parquet; not a bulkfm train directory")
+    # kNN reference: train samples if present, else the held-out samples themselves (minus self).
+    ref_rows = train_rows if len(train_rows) else held
+    if len(ref_rows) > max_reference:
+        ref_rows = np.sort(rng.choice(ref_rows, max_reference, replace=False))
+    reference = data.rows(ref_rows)
+    ref_pos = {int(r): i for i, r in enumerate(ref_rows)}
+    mask_value = model.config.mask_value
+    present = data.gene_index >= 0
+
+    methods = ["model", "gene_mean", "knn"] + (["ae"] if ae is not None else [])
+    pooled = {m: PooledStats() for m in methods}
+    scatter: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in methods}
+    budget = SCATTER_POINTS // max(1, math.ceil(len(held) / batch_size))
+    for b, (idx, x) in enumerate(tqdm(iter_row_batches(data, batch_size, held), desc="evaluate",
+                                      total=math.ceil(len(held) / batch_size),
+                                      disable=not progress, unit="batch")):
+        mask = random_mask(x.shape, mask_fraction, step_generator(seed, 77, b)).numpy()
+        mask &= present  # genes absent from the matrix are never scored
+        xt = torch.from_numpy(x)
+        x_in = apply_mask(xt, torch.from_numpy(mask), mask_value).to(dev)
+        with torch.no_grad():
+            preds = {"model": model(x_in).float().cpu().numpy(),
+                     "gene_mean": gene_mean(means, len(x)),
+                     "knn": knn_impute(x, mask, reference, knn_k,
+                                       exclude=np.array([ref_pos.get(int(i), -1) for i in idx]))}
+            if ae is not None:
+                preds["ae"] = ae(x_in)[0].float().cpu().numpy()
+        for m in methods:
+            pooled[m].add(x, preds[m], mask)
+            t, p = x[mask], preds[m][mask]
+            take = rng.choice(t.size, min(budget, t.size), replace=False)
+            scatter[m].append((t[take], p[take]))
+    recon = {m: pooled[m].result() for m in methods}
+
+    result: dict[str, Any] = {
+        "train_dir": str(train_dir), "matrix": str(matrix_path), "held_out": protocol,
+        "n_held_out": int(len(held)), "mask_fraction": mask_fraction, "n_genes": len(model.genes),
+        "reconstruction": recon,
+        "model_beats_gene_mean": bool(recon["model"]["pcc"] > recon["gene_mean"]["pcc"]),
+        "model_beats_knn": bool(recon["model"]["pcc"] > recon["knn"]["pcc"]),
+    }
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        pd.DataFrame([{"method": m, **recon[m]} for m in methods]).to_csv(
+            tmp / "reconstruction.tsv", sep="\t", index=False)
+        plot_reconstruction({m: tuple(np.concatenate(v) for v in zip(*scatter[m], strict=True))
+                             for m in methods}, recon, tmp / "reconstruction.png")
+        if labels:
+            result["probe"] = _probes(model, ae, data, labels, held, train_rows, dev, batch_size,
+                                      max_samples, seed, tmp, progress, protocol)
+            if result["probe"]:
+                pr = result["probe"]
+                result["probe_model_ge_pca"] = bool(pr["model"]["accuracy"]
+                                                    >= pr["pca_raw"]["accuracy"])
+        write_text_atomic(tmp / "metrics.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max_samples,
+            seed, out: Path, progress: bool, protocol: str) -> dict[str, Any]:
+    table = read_labels(labels_path, list(data.samples))
+    pos = {s: i for i, s in enumerate(data.samples)}
+    lab_rows = np.array([pos[s] for s in table["sample_id"]], dtype=np.int64)
+    in_train = np.isin(lab_rows, train_rows)
+    in_held = np.isin(lab_rows, held)
+    use_split = in_train.any() and in_held.any()
+    keep = (in_train | in_held) if use_split else np.ones(len(lab_rows), bool)
+    rng = np.random.default_rng(seed)
+    if keep.sum() > 2 * max_samples:  # bounded: O(samples x d) embeddings, never x genes
+        keep &= np.isin(np.arange(len(keep)), rng.choice(np.nonzero(keep)[0], 2 * max_samples,
+                                                         replace=False))
+    rows = lab_rows[keep]
+    order = np.argsort(rows)
+    rows, table = rows[order], table[keep].iloc[order].reset_index(drop=True)
+    labels = table["label"].to_numpy()
+    if len(np.unique(labels)) < 2:
+        log.warning("fewer than 2 label classes among the evaluated samples: no probe")
+        return {}
+    feats: dict[str, list[np.ndarray]] = {"pca_raw": [], "ae_latent": [], "model": []}
+    for idx, emb, z, _ in iter_embeddings(model, data, rows, batch_size, dev, progress):
+        feats["model"].append(emb)
+        if z is not None:
+            feats["ae_latent"].append(z)
+        feats["pca_raw"].append(data.rows(idx))  # raw log1p of model genes (PCA inside probe)
+    if ae is not None and not feats["ae_latent"]:
+        for idx, x in iter_row_batches(data, batch_size, rows):
+            with torch.no_grad():
+                feats["ae_latent"].append(ae.encode(torch.from_numpy(x).to(dev)).cpu().numpy())
+    F = {k: np.concatenate(v) for k, v in feats.items() if v}
+    n_pca = 50
+    res: dict[str, Any] = {"protocol": ("fit on train split, scored on " + protocol)
+                           if use_split else "grouped 5-fold cross-validation",
+                           "n_classes": int(len(np.unique(labels))), "pca_components": n_pca}
+    for name, X in F.items():
+        pca = n_pca if name == "pca_raw" else None
+        if use_split:
+            tr, te = np.isin(rows, train_rows), np.isin(rows, held)
+            res[name] = probe_split(X, labels, tr, te, seed, pca)
+        else:
+            res[name] = probe_cv(X, labels, table["group"].to_numpy(), seed=seed, pca=pca)
+    pd.DataFrame([{"features": k, **v} for k, v in res.items() if isinstance(v, dict)]).to_csv(
+        out / "probe.tsv", sep="\t", index=False)
+    from sklearn.decomposition import PCA
+
+    raw = F["pca_raw"]
+    panels = {"raw log1p (PCA 50)": PCA(min(50, len(raw) - 1), random_state=seed).fit_transform(raw)}
+    if "ae_latent" in F:
+        panels["AE latent"] = F["ae_latent"]
+    panels["model embedding"] = F["model"]
+    if len(raw) >= 5:
+        plot_tsne(panels, labels, out / "tsne.png", seed)
+    return res

@@ -1,0 +1,170 @@
+"""Step (b): value normalisation and exact/synonym lookup, whole values and inside free text.
+
+A whole raw value is looked up first (bundled lexicon, then ontology labels and synonyms, then
+the value with wrapper words like 'cells', 'tissue', 'human' removed). Free text is scanned with
+the longest-match n-grams of the same tables, with generic terms ('tissue', 'cell') and
+organism-level terms ('female organism') left out so that they cannot win.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from bulkfm.metadata.ontology import TermIndex, compact, norm, singular
+from bulkfm.metadata.resources import lexicon
+from bulkfm.metadata.schema import FIELD_ONTOLOGIES
+
+MAX_NGRAM = 7
+# Words that wrap a value without changing what it names.
+_WRAP_WORDS = {"human", "homo", "sapiens", "normal", "primary", "tissue", "tissues", "sample", "samples",
+               "cells", "cell", "line", "derived", "isolated", "cultured", "total", "rna", "whole", "adult",
+               "biopsy", "specimen", "of", "from", "the", "hs", "h", "donor", "patient"}
+# Terms too generic to be an answer by themselves when found inside text.
+_GENERIC = {norm(x) for x in (
+    "tissue", "organ", "cell", "cells", "anatomical entity", "material anatomical entity", "multicellular organism",
+    "organism", "body", "whole organism", "portion of tissue", "region", "part", "structure", "sample", "primary",
+    "left", "right", "normal", "human", "homo sapiens", "anatomical structure", "organ part", "system", "cultured cell",
+    "native cell", "disease", "syndrome", "disorder", "condition", "control", "mass", "lesion", "node", "line",
+    "layer", "zone", "wall", "space", "unit", "fluid", "cavity", "surface", "process", "segment", "stage", "tip",
+    "extract", "total", "rna", "dna", "protein", "unknown", "other", "stem", "stroma", "ring", "axis", "cluster",
+    "group", "set", "all", "type", "cast", "culture", "media", "medium", "membrane", "vessel", "plate",
+    "embryo", "fetus", "adult", "child", "infant", "compound organ", "skin", "muscle", "gland", "duct",
+)}
+_EXCLUDE_UNDER = {"tissue": ("UBERON:0000468", "UBERON:0000105", "UBERON:0000000")}  # organism, life stage
+_CVCL_CONTEXT = re.compile(r"cell ?lines?|cells?\b")
+
+
+@dataclass(slots=True)
+class Hit:
+    id: str
+    matched: str  # the text that matched
+    kind: str  # 'lexicon' | 'label' | 'synonym'
+    count: int = 1
+
+
+class Matcher:
+    def __init__(self, index: TermIndex, resources: str | None = None) -> None:
+        self.index = index
+        self.lex = lexicon(resources)
+        self._scan_tables: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        # names that are also ordinary ontology words are not taken as cell line names inside text
+        self._common_words: set[str] | None = None
+
+    # ---------------------------------------------------------------- whole values
+    def lookup(self, field: str, value: str) -> list[Hit]:
+        """Exact matches for a whole value (lexicon first). Empty when nothing matches exactly."""
+        key = norm(value)
+        if not key:
+            return []
+        hits = self._lookup_exact(field, value, key)
+        if hits:
+            return hits
+        stripped = " ".join(w for w in key.split() if w not in _WRAP_WORDS)
+        if stripped and stripped != key:
+            return self._lookup_exact(field, stripped, stripped)
+        return []
+
+    def _lookup_exact(self, field: str, value: str, key: str) -> list[Hit]:
+        lex = self.lex.get(field, {})
+        for k in (key, singular(key)):
+            if k in lex:
+                tid = self.index.resolve(lex[k][0])
+                if tid:
+                    return [Hit(tid, value, "lexicon")]
+        if field == "cell_line":
+            ck = compact(value)
+            for k, (tid, _) in lex.items():
+                if compact(k) == ck:
+                    return [Hit(tid, value, "lexicon")]
+        out = []
+        for tid, kind in self.index.find(value, FIELD_ONTOLOGIES.get(field, ())):
+            tid = self.index.resolve(tid)
+            if tid and self._allowed(field, tid) and all(h.id != tid for h in out):
+                out.append(Hit(tid, value, kind))
+        return out
+
+    def _allowed(self, field: str, tid: str) -> bool:
+        return not any(self.index.is_a(tid, a) for a in _EXCLUDE_UNDER.get(field, ()))
+
+    # ---------------------------------------------------------------- free text
+    def _scan_table(self, field: str) -> dict[str, list[tuple[str, str]]]:
+        """normalised phrase -> [(id, kind)] for scanning; generic/organism-level terms removed."""
+        if field in self._scan_tables:
+            return self._scan_tables[field]
+        table: dict[str, list[tuple[str, str]]] = {}
+        for onto in FIELD_ONTOLOGIES.get(field, ()):
+            if onto in ("CVCL", "EFO", "PATO"):
+                continue  # CVCL: handled by _scan_cell_lines; EFO/PATO: only whole values
+            for phrase, hits in self.index.lookup.get(onto, {}).items():
+                if len(phrase) < 3 or phrase in _GENERIC:
+                    continue
+                keep = [(i, k) for i, k in hits if self._allowed(field, i)]
+                if keep:
+                    table.setdefault(phrase, []).extend(keep)
+        for phrase, (tid, scope) in self.lex.get(field, {}).items():
+            if scope == "any" and field != "cell_line":
+                table[phrase] = [(tid, "lexicon")]
+        self._scan_tables[field] = table
+        return table
+
+    def scan(self, field: str, text: str) -> list[Hit]:
+        """Terms of ``field`` named inside free text, longest match first, counted; best first."""
+        if field == "cell_line":
+            return self._scan_cell_lines(text)
+        table = self._scan_table(field)
+        tokens = norm(text).split()
+        counts: Counter[str] = Counter()
+        first: dict[str, Hit] = {}
+        i = 0
+        while i < len(tokens):
+            for n in range(min(MAX_NGRAM, len(tokens) - i), 0, -1):
+                phrase = " ".join(tokens[i:i + n])
+                hits = table.get(phrase) or (table.get(singular(phrase)) if n >= 1 else None)
+                if hits:
+                    hits = sorted(hits, key=lambda h: {"lexicon": 0, "label": 1}.get(h[1], 2))
+                    tid = self.index.resolve(hits[0][0])
+                    if tid:
+                        counts[tid] += 1
+                        first.setdefault(tid, Hit(tid, phrase, hits[0][1]))
+                    i += n - 1
+                    break
+            i += 1
+        out = []
+        for tid, c in counts.items():
+            h = first[tid]
+            h.count = c
+            out.append(h)
+        # more mentions first, then longer (more specific) phrases, then deeper terms
+        out.sort(key=lambda h: (-h.count, -len(h.matched), -self.index.depth(h.id)))
+        return out
+
+    def _scan_cell_lines(self, text: str) -> list[Hit]:
+        if self._common_words is None:
+            self._common_words = {
+                compact(p) for onto in ("UBERON", "CL", "MONDO", "CHEBI", "PATO", "EFO")
+                for p in self.index.lookup.get(onto, {})
+            }
+        lex = self.lex.get("cell_line", {})
+        lex_compact = {compact(k): v[0] for k, v in lex.items() if v[1] == "any"}
+        tokens = norm(text).split()
+        context = bool(_CVCL_CONTEXT.search(text.lower()))
+        out: dict[str, Hit] = {}
+        for i in range(len(tokens)):
+            for n in (3, 2, 1):
+                if i + n > len(tokens):
+                    continue
+                phrase = " ".join(tokens[i:i + n])
+                ck = compact(phrase)
+                if ck in lex_compact:
+                    tid = lex_compact[ck]
+                    out.setdefault(tid, Hit(tid, phrase, "lexicon"))
+                    break
+                if len(ck) < 4 or ck in self._common_words or not context and not any(c.isdigit() for c in ck):
+                    continue
+                ids = self.index.compact_lookup.get(ck, [])
+                if len(ids) == 1:  # ambiguous names inside text are left to later steps
+                    out.setdefault(ids[0], Hit(ids[0], phrase, "label"))
+                    break
+        return sorted(out.values(), key=lambda h: (h.kind != "lexicon", -len(h.matched)))

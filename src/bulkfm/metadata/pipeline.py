@@ -1,0 +1,514 @@
+"""The harmonizer: raw attribute sets -> one FieldValue per schema field, cheapest method first.
+
+Work is done per *unique attribute set* (identical attributes/text across thousands of runs are
+resolved once), and the expensive steps per unique raw value: embedding queries are batched over
+the distinct values still unresolved, LLM questions are unique (field, raw text) pairs.
+
+Confidence comes from the method and from agreement: a term found by two independent keys (or a
+key and the free text) gains, a competing term close in confidence costs. Below
+``review_threshold`` a field is listed for a curator (review.py); at most ``llm_threshold`` and
+with candidates it is asked of the LLM when one is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from bulkfm.metadata.embedding import Embedder
+from bulkfm.metadata.keys import match_key
+from bulkfm.metadata.llm import LLMChooser, LLMConfig, Question
+from bulkfm.metadata.matcher import Hit, Matcher
+from bulkfm.metadata.ontology import TermIndex, compact, norm
+from bulkfm.metadata.rules import (
+    gene_symbol,
+    is_null,
+    parse_age,
+    parse_dose,
+    parse_sex,
+    parse_time,
+    perturbation_type,
+    sample_type_in_text,
+    sex_in_text,
+    sra_term,
+)
+from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, SAMPLE_TYPES, FieldValue
+
+log = logging.getLogger(__name__)
+
+ONTOLOGY_FIELDS = ("tissue", "cell_type", "cell_line", "disease", "development_stage")
+TECHNICAL = ("library_selection", "library_layout", "library_strategy", "instrument")
+# Base confidence of each kind of evidence (before agreement).
+CONF = {
+    "sra_field": 1.0,
+    "rule": 0.95,
+    "lexicon_label": 0.95,
+    "lexicon_synonym": 0.9,
+    "lexicon_lexicon": 0.93,
+    "inside_value": 0.8,  # a term found inside a dedicated key's value
+    "other_key_exact": 0.8,  # a whole value of another key ('HeLa' under 'cell type')
+    "text_scan": 0.65,  # a term found in free text (title, source_name, description)
+}
+_AGE_TEXT = re.compile(r"(?:\bage[d]?\s*[:=]?\s*(\d+(?:\.\d+)?)(?:\s*(years?|yrs?|y|months?|mo|weeks?|wk|days?))?)|"
+                       r"(\d+(?:\.\d+)?)\s*(?:-|\s)?(years?|yrs?|y|months?|weeks?|days?)\s*(?:-|\s)?old")
+
+
+@dataclass
+class Settings:
+    review_threshold: float = 0.6
+    llm_threshold: float = 0.7
+    embedding: bool = True
+    embedding_accept: float = 0.82  # cosine at or above: taken without the LLM
+    embedding_min: float = 0.55  # cosine below: not even a candidate
+    candidates: int = 8
+    embedding_ontologies: tuple[str, ...] = ("UBERON", "CL", "MONDO", "HsapDv")
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> "Settings":
+        d = dict(d or {})
+        if "embedding_ontologies" in d:
+            d["embedding_ontologies"] = tuple(d["embedding_ontologies"])
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class RawRecord:
+    """One sample's raw metadata: BioSample attributes, free text, SRA columns."""
+
+    sample_id: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+    sra: dict[str, str] = field(default_factory=dict)  # library_*, instrument, title, description ...
+
+    def set_key(self) -> str:
+        """Hash of everything that decides the biological fields (not the sample id, not technical)."""
+        blob = json.dumps([sorted(self.attributes.items()), self.text,
+                           self.sra.get("title", ""), self.sra.get("description", "")], ensure_ascii=False)
+        return hashlib.sha1(blob.encode()).hexdigest()
+
+
+@dataclass
+class Candidate:
+    id: str | None
+    value: str | None
+    source: str  # raw key(s)
+    method: str
+    confidence: float
+    raw: str = ""  # the raw text it came from (for review / LLM)
+
+
+@dataclass
+class Pending:
+    """A field still open after exact lookup: embedding and LLM questions about its raw text."""
+
+    field: str
+    raw: str
+    source: str
+    weight: float
+    scan_hits: list[Hit] = field(default_factory=list)
+
+
+class Harmonizer:
+    def __init__(self, index: TermIndex, settings: Settings | None = None, llm: LLMConfig | None = None,
+                 embedder: Embedder | None = None, reviewed: Mapping[tuple[str, str], FieldValue] | None = None,
+                 resources: str | None = None) -> None:
+        self.index = index
+        self.settings = settings or Settings()
+        self.matcher = Matcher(index, resources)
+        self.embedder = embedder
+        self.llm = LLMChooser(llm or LLMConfig(), index, resources)
+        self.reviewed = dict(reviewed or {})
+        self.resources = resources
+        self.review: dict[tuple[str, str], dict] = {}
+        self.stats = {"samples": 0, "unique_sets": 0, "embedding_queries": 0, "llm_questions": 0}
+
+    # ================================================================ public
+    def harmonize(self, records: Iterable[RawRecord]) -> Iterable[tuple[RawRecord, dict[str, FieldValue]]]:
+        """Yield (record, fields) for every record, in order; work is shared by unique sets.
+
+        Records are consumed in chunks so memory stays bounded by the chunk and the number of
+        unique attribute sets, never by the number of samples.
+        """
+        cache: dict[str, tuple[dict[str, FieldValue], list[tuple]]] = {}
+        chunk: list[RawRecord] = []
+        for rec in records:
+            chunk.append(rec)
+            if len(chunk) >= 20000:
+                yield from self._chunk(chunk, cache)
+                chunk = []
+        if chunk:
+            yield from self._chunk(chunk, cache)
+
+    def _chunk(self, chunk: list[RawRecord], cache: dict):
+        todo: dict[str, RawRecord] = {}
+        for rec in chunk:
+            k = rec.set_key()
+            if k not in cache and k not in todo:
+                todo[k] = rec
+        if todo:
+            resolved = self.resolve_sets(list(todo.values()))
+            for k, fields in zip(todo, resolved):
+                cache[k] = fields
+        for rec in chunk:
+            self.stats["samples"] += 1
+            set_fields, review = cache[rec.set_key()]
+            fields = dict(set_fields)
+            fields.update(self._technical(rec))
+            for fld, raw, fv, cand in review:
+                row = self.review.get((fld, norm(raw)))
+                if row is None:
+                    row = self.review[(fld, norm(raw))] = {
+                        "field": fld, "raw_value": raw[:300], "source": fv.source or "", "proposed_value": fv.value or "",
+                        "proposed_id": fv.ontology_id or "", "method": fv.method or "", "confidence": fv.confidence,
+                        "candidates": ";".join(f"{c}={self.index.label(c)}" for c in cand), "n_samples": 0,
+                        "example_samples": "", "reviewed_id": "", "reviewed_value": ""}
+                row["n_samples"] += 1
+                if row["n_samples"] <= 3:
+                    row["example_samples"] = ";".join(filter(None, [row["example_samples"], rec.sample_id]))
+            yield rec, fields
+
+    # ================================================================ per unique set
+    def resolve_sets(self, recs: list[RawRecord]) -> list[tuple[dict[str, FieldValue], list[tuple]]]:
+        self.stats["unique_sets"] += len(recs)
+        cands: list[dict[str, list[Candidate]]] = []
+        pendings: list[list[Pending]] = []
+        for rec in recs:
+            c, p = self._exact(rec)
+            cands.append(c)
+            pendings.append(p)
+        self._embed(cands, pendings)
+        decided = [self._decide(c) for c in cands]
+        results = [d[0] for d in decided]
+        raws = [d[1] for d in decided]
+        self._ask_llm(results, pendings)
+        out = []
+        for rec, fields, raw, pend in zip(recs, results, raws, pendings):
+            self._derive(rec, fields)
+            for p in pend:
+                raw.setdefault(p.field, p.raw)
+            self._apply_reviewed(fields, raw)
+            out.append((fields, self._review_items(fields, raw, pend)))
+        return out
+
+    # ---------------------------------------------------------------- step a + b
+    def _pieces(self, rec: RawRecord) -> tuple[list[tuple[str, str, str | None, float]], list[tuple[str, str]]]:
+        """(key, value, field, weight) for attribute values, and (source, text) free-text pieces."""
+        keyed, texts = [], []
+        for k, v in rec.attributes.items():
+            if v is None:
+                continue
+            v = str(v).strip()
+            if not v or is_null(v):
+                continue
+            m = match_key(k, self.resources)
+            keyed.append((k, v, m.field, m.weight))
+            if m.field is None:
+                texts.append((k, v))
+        for k in ("title", "description"):
+            if rec.sra.get(k):
+                texts.append((k, str(rec.sra[k])))
+        if rec.text:
+            texts.append(("text", rec.text))
+        return keyed, texts
+
+    def _exact(self, rec: RawRecord) -> tuple[dict[str, list[Candidate]], list[Pending]]:
+        keyed, texts = self._pieces(rec)
+        cands: dict[str, list[Candidate]] = {f: [] for f in FIELDS}
+        pending: list[Pending] = []
+        for key, value, fld, weight in keyed:
+            if fld in ONTOLOGY_FIELDS:
+                hits = self.matcher.lookup(fld, value)
+                if hits:
+                    amb = len({h.id for h in hits}) > 1
+                    for h in hits[:3]:
+                        conf = CONF[f"lexicon_{h.kind}"] * min(1.0, weight + 0.05) - (0.2 if amb else 0.0)
+                        cands[fld].append(Candidate(h.id, self.index.label(h.id), key, "lexicon", conf, value))
+                    continue
+                if weight < 0.9:
+                    continue  # weak keys ('condition', 'status') count only when the value maps exactly
+                scan = self.matcher.scan(fld, value)
+                if scan and fld != "development_stage":
+                    h = scan[0]
+                    cover = len(h.matched) / max(1, len(norm(value)))
+                    conf = CONF["inside_value"] * weight * (0.85 + 0.15 * cover)
+                    cands[fld].append(Candidate(h.id, self.index.label(h.id), key, "lexicon", conf, value))
+                    if cover < 0.6:  # most of the value unexplained: let embedding/LLM weigh in
+                        pending.append(Pending(fld, value, key, weight, scan))
+                else:
+                    pending.append(Pending(fld, value, key, weight, scan))
+        # whole values of other keys naming a cell line ('HeLa' under 'cell type' or 'source_name')
+        for key, value, fld, weight in keyed:
+            if fld in ("cell_line",) or len(compact(value)) < 2 or len(value) > 60:
+                continue
+            if parse_sex(value) or norm(value) in ("control", "normal", "none", "treated", "untreated"):
+                continue
+            hits = [h for h in self.matcher.lookup("cell_line", value) if h.kind == "lexicon" or len(compact(value)) >= 4]
+            hits = [h for h in hits if compact(value) not in self._common_words()]
+            if len({h.id for h in hits}) == 1:
+                cands["cell_line"].append(Candidate(hits[0].id, self.index.label(hits[0].id), key, "lexicon",
+                                                    CONF["other_key_exact"], value))
+        # free text (source_name, title, other keys): every ontology field
+        for src, text in texts:
+            for fld in ("tissue", "cell_type", "cell_line", "disease"):
+                for h in self.matcher.scan(fld, text)[:2]:
+                    conf = CONF["text_scan"] + (0.05 if h.kind in ("label", "lexicon") else 0.0)
+                    cands[fld].append(Candidate(h.id, self.index.label(h.id), src, "lexicon", conf, text))
+        self._rules(rec, keyed, texts, cands)
+        return cands, pending
+
+    _cw: set[str] | None = None
+
+    def _common_words(self) -> set[str]:
+        if self._cw is None:
+            self.matcher._scan_cell_lines("")  # builds the common-word set
+            self._cw = self.matcher._common_words or set()
+        return self._cw
+
+    def _rules(self, rec: RawRecord, keyed, texts, cands: dict[str, list[Candidate]]) -> None:
+        for key, value, fld, weight in keyed:
+            if fld == "sex":
+                s = parse_sex(value)
+                if s:
+                    cands["sex"].append(Candidate(s[1], s[0], key, "rule", CONF["rule"] * weight, value))
+            elif fld == "age_years":
+                years, prenatal = parse_age(value, key)
+                if years is not None:
+                    cands["age_years"].append(Candidate(None, f"{years:g}", key, "rule", CONF["rule"] * weight, value))
+                if prenatal:
+                    hits = self.matcher.lookup("development_stage", f"{prenatal} stage")
+                    if hits:
+                        cands["development_stage"].append(Candidate(hits[0].id, self.index.label(hits[0].id), key,
+                                                                    "rule", 0.85, value))
+            elif fld == "sample_type":
+                st = sample_type_in_text(value) or (value.strip().lower() if value.strip().lower() in SAMPLE_TYPES else None)
+                if st:
+                    cands["sample_type"].append(Candidate(None, st, key, "rule", 0.9 * weight, value))
+            elif fld == "perturbation_identity":
+                self._perturbation(key, value, weight, cands)
+            elif fld == "perturbation_type":
+                pt = perturbation_type(value)
+                if pt:
+                    cands["perturbation_type"].append(Candidate(None, pt, key, "rule", 0.9, value))
+            elif fld == "dose":
+                d = parse_dose(value)
+                if d:
+                    cands["dose"].append(Candidate(None, d, key, "rule", CONF["rule"] * weight, value))
+            elif fld == "time":
+                t = parse_time(value)
+                if t:
+                    cands["time"].append(Candidate(None, t, key, "rule", CONF["rule"] * weight, value))
+            elif fld in TECHNICAL:
+                t = sra_term(fld, value)
+                if t:
+                    cands[fld].append(Candidate(None, t[0], key, "rule", t[1] * 0.95, value))
+        # sex / age stated in free text
+        for src, text in texts:
+            s = sex_in_text(text)
+            if s:
+                cands["sex"].append(Candidate(s[1], s[0], src, "rule", 0.7, text))
+            m = _AGE_TEXT.search(text.lower())
+            if m:
+                num, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+                years, _ = parse_age(f"{num} {unit or ''}")
+                if years is not None:
+                    cands["age_years"].append(Candidate(None, f"{years:g}", src, "rule", 0.7, text))
+
+    def _perturbation(self, key: str, value: str, weight: float, cands: dict[str, list[Candidate]]) -> None:
+        ptype = perturbation_type(value)
+        # strip dose/time so 'doxorubicin 1uM 24h' looks up 'doxorubicin'
+        core = re.sub(r"\d+(?:\.\d+)?\s*(?:[pnuµμm]?m|ng/ml|ug/ml|µg/ml|mg/ml|%|h|hr|hrs|hours?|min|d|days?)\b",
+                      " ", value, flags=re.I)
+        core = re.sub(r"\b(treated with|treatment|treated|for|with|of|and|at)\b", " ", core, flags=re.I).strip(" ,;:-")
+        chebi = self.index.find(core, ("CHEBI",)) if core else []
+        conf = 0.85 * min(1.0, weight + 0.1)
+        if ptype in ("CRISPR KO", "CRISPRi", "CRISPRa", "RNAi", "overexpression"):
+            sym = gene_symbol(value)
+            if sym:
+                cands["perturbation_identity"].append(Candidate(None, sym, key, "rule", conf, value))
+        elif chebi and ptype in (None, "compound", "control", "biologic"):
+            tid = self.index.resolve(chebi[0][0])
+            if tid:
+                cands["perturbation_identity"].append(Candidate(tid, self.index.label(tid), key, "lexicon", 0.9, value))
+                ptype = ptype or "compound"
+        elif ptype in ("biologic", "infection", "environmental") and core:
+            cands["perturbation_identity"].append(Candidate(None, core[:80], key, "rule", 0.7, value))
+        if ptype:
+            cands["perturbation_type"].append(Candidate(None, ptype, key, "rule", conf, value))
+        d, t = parse_dose(value), parse_time(value)
+        if d:
+            cands["dose"].append(Candidate(None, d, key, "rule", 0.85, value))
+        if t:
+            cands["time"].append(Candidate(None, t, key, "rule", 0.85, value))
+
+    # ---------------------------------------------------------------- step c
+    def _embed(self, cands: list[dict[str, list[Candidate]]], pendings: list[list[Pending]]) -> None:
+        if not self.settings.embedding or self.embedder is None:
+            return
+        todo = [(i, p) for i, ps in enumerate(pendings) for p in ps
+                if FIELD_ONTOLOGIES[p.field][0] in self.settings.embedding_ontologies]
+        if not todo:
+            return
+        self.embedder.prefetch([p.raw for _, p in todo])
+        self.stats["embedding_queries"] += len({(p.field, p.raw) for _, p in todo})
+        for i, p in todo:
+            onto = FIELD_ONTOLOGIES[p.field][0]
+            hits = [h for h in self.embedder.query(p.raw, onto, k=self.settings.candidates)
+                    if h[2] >= self.settings.embedding_min and self.matcher._allowed(p.field, h[0])]
+            p.scan_hits = p.scan_hits  # keep lexical hits for the LLM candidate list
+            if not hits:
+                continue
+            tid, _, cos = hits[0]
+            margin = cos - (hits[1][2] if len(hits) > 1 else 0.0)
+            conf = min(0.9, 0.3 + 0.6 * cos + min(0.1, margin)) * min(1.0, p.weight + 0.05)
+            cands[i][p.field].append(Candidate(tid, self.index.label(tid), p.source, "embedding", conf, p.raw))
+            p.embedding_hits = hits  # type: ignore[attr-defined]
+
+    # ---------------------------------------------------------------- step e: decide
+    def _decide(self, cands: dict[str, list[Candidate]]) -> tuple[dict[str, FieldValue], dict[str, str]]:
+        out: dict[str, FieldValue] = {}
+        raws: dict[str, str] = {}
+        for fld in FIELDS:
+            cs = [c for c in cands.get(fld, []) if c.confidence > 0]
+            if not cs:
+                out[fld] = FieldValue()
+                continue
+            out[fld], raws[fld] = self._combine(fld, cs)
+        return out, raws
+
+    def _combine(self, fld: str, cs: list[Candidate]) -> tuple[FieldValue, str]:
+        """Best candidate, with confidence raised by agreeing evidence and lowered by rivals."""
+        key = (lambda c: c.id) if fld in FIELD_ONTOLOGIES else (lambda c: c.value)
+        groups: dict[str | None, list[Candidate]] = {}
+        for c in cs:
+            groups.setdefault(key(c), []).append(c)
+        scored = []
+        for k, grp in groups.items():
+            grp.sort(key=lambda c: -c.confidence)
+            best = grp[0]
+            sources = {c.source for c in grp}
+            conf = best.confidence
+            for other in grp[1:]:
+                if other.source != best.source or other.method != best.method:
+                    conf = 1 - (1 - conf) * (1 - other.confidence * 0.5)
+            scored.append([conf, best, sources])
+        # a more specific term agreeing with a general one (lung / upper lobe of lung) supports it
+        if fld in FIELD_ONTOLOGIES:
+            for s in scored:
+                for t in scored:
+                    if s is not t and s[1].id and t[1].id and self.index.is_a(s[1].id, t[1].id):
+                        s[0] = 1 - (1 - s[0]) * (1 - t[0] * 0.3)
+        scored.sort(key=lambda s: (-s[0], -(self.index.depth(s[1].id) if s[1].id else 0)))
+        conf, best, sources = scored[0]
+        if len(scored) > 1:
+            rival_conf, rival = scored[1][0], scored[1][1]
+            related = (fld in FIELD_ONTOLOGIES and best.id and rival.id
+                       and (self.index.is_a(best.id, rival.id) or self.index.is_a(rival.id, best.id)))
+            if not related and rival_conf > conf - 0.15:
+                conf -= 0.15  # two different answers about equally supported
+        # prefer the dedicated key as the reported source
+        fv = FieldValue(value=best.value, ontology_id=best.id, source=";".join(sorted(sources))[:200],
+                        method=best.method, confidence=round(max(0.0, min(0.99, conf)), 3))
+        return fv, best.raw
+
+    # ---------------------------------------------------------------- step d
+    def _ask_llm(self, results: list[dict[str, FieldValue]], pendings: list[list[Pending]]) -> None:
+        questions: dict[tuple[int, str], Question] = {}
+        for i, (fields, ps) in enumerate(zip(results, pendings)):
+            for p in ps:
+                fv = fields.get(p.field)
+                if fv is not None and fv.confidence > self.settings.llm_threshold:
+                    continue
+                ids: list[str] = []
+                if fv is not None and fv.ontology_id:
+                    ids.append(fv.ontology_id)
+                ids += [h[0] for h in getattr(p, "embedding_hits", [])]
+                ids += [h.id for h in p.scan_hits]
+                ids = list(dict.fromkeys(ids))[: self.settings.candidates]
+                if not ids:
+                    continue
+                questions[(i, p.field)] = Question(p.field, p.raw, tuple((t, self.index.label(t) or "") for t in ids))
+        self.stats["llm_questions"] += len(set(questions.values()))
+        self._last_questions = questions
+        if not questions:
+            return
+        answers = self.llm.choose(list(questions.values()))
+        for (i, fld), q in questions.items():
+            tid = answers.get(q)
+            if not tid:
+                continue
+            prev = results[i][fld]
+            agree = prev.ontology_id == tid
+            results[i][fld] = FieldValue(value=self.index.label(tid), ontology_id=tid,
+                                         source=prev.source or next(p.source for p in pendings[i] if p.field == fld),
+                                         method="llm", confidence=0.9 if agree else 0.75)
+
+    # ---------------------------------------------------------------- derived fields
+    def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
+        # development stage from age ('48' -> '48-year-old stage')
+        if f["development_stage"].empty and f["age_years"].value is not None:
+            years = float(f["age_years"].value)
+            label = "80 year-old and over stage" if years >= 80 else (f"{int(years)}-year-old stage" if years >= 2 else None)
+            hits = self.index.find(label, ("HsapDv",)) if label else []
+            if hits:
+                f["development_stage"] = FieldValue(self.index.label(hits[0][0]), hits[0][0], f["age_years"].source,
+                                                    "rule", round(f["age_years"].confidence * 0.95, 3))
+        # sample type from what was found, when no key stated it
+        if f["sample_type"].empty:
+            text = " ".join([*(str(v) for v in rec.attributes.values()), rec.text,
+                             rec.sra.get("title", "") or "", rec.sra.get("description", "") or ""])
+            st = sample_type_in_text(text)
+            src = "rule:text"
+            conf = 0.7
+            if st in ("xenograft", "organoid", "in-vitro differentiated"):
+                conf = 0.8
+            elif not f["cell_line"].empty and f["cell_line"].confidence >= 0.6:
+                st, src, conf = "cell line", f["cell_line"].source or "cell_line", 0.85
+            elif st is None and not f["cell_type"].empty and f["tissue"].empty:
+                st, src, conf = "primary cells", f["cell_type"].source or "cell_type", 0.65
+            elif st is None and not f["tissue"].empty:
+                st, src, conf = "primary tissue", f["tissue"].source or "tissue", 0.65
+            if st:
+                f["sample_type"] = FieldValue(st, None, src, "rule", conf)
+
+    # ---------------------------------------------------------------- review read-back
+    def _apply_reviewed(self, f: dict[str, FieldValue], raws: dict[str, str]) -> None:
+        """A curator's answer for (field, raw text) replaces whatever was found for it."""
+        for fld, raw in raws.items():
+            hit = self.reviewed.get((fld, norm(raw)))
+            if hit is not None:
+                f[fld] = FieldValue(hit.value, hit.ontology_id, f[fld].source or hit.source, "reviewed", 1.0)
+
+    def _review_items(self, f: dict[str, FieldValue], raws: dict[str, str], pend: list[Pending]) -> list[tuple]:
+        """(field, raw, FieldValue, candidate ids) for fields below the review threshold."""
+        items = []
+        for fld, raw in raws.items():
+            fv = f[fld]
+            if fv.method == "reviewed" or fv.confidence >= self.settings.review_threshold:
+                continue
+            cand = []
+            for p in pend:
+                if p.field == fld:
+                    cand += [h[0] for h in getattr(p, "embedding_hits", [])] + [h.id for h in p.scan_hits]
+            items.append((fld, raw, fv, list(dict.fromkeys(cand))[:5]))
+        return items
+
+    def review_table(self) -> list[dict]:
+        """Rows for review.tsv, most samples first."""
+        rows = sorted(self.review.values(), key=lambda r: (-r["n_samples"], r["field"], r["raw_value"]))
+        return rows
+
+    # ---------------------------------------------------------------- technical
+    def _technical(self, rec: RawRecord) -> dict[str, FieldValue]:
+        out = {}
+        for fld in TECHNICAL:
+            raw = rec.sra.get(fld) or (rec.sra.get("instrument_model") if fld == "instrument" else None)
+            if raw and not is_null(str(raw)):
+                t = sra_term(fld, str(raw))
+                if t:
+                    out[fld] = FieldValue(t[0], None, fld, "sra_field", t[1])
+        return out

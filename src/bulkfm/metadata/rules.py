@@ -1,0 +1,257 @@
+"""Rule-based value parsers: age, sex, dose, time, perturbation type, sample type, SRA vocabulary.
+
+Each returns a value (and unit/ID) or None; none of them guesses: an unparseable value is None
+so a later step (or the review queue) decides.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bulkfm.metadata.ontology import norm
+from bulkfm.metadata.schema import FEMALE, MALE
+
+NULL_VALUES = frozenset(
+    norm(v)
+    for v in (
+        "na", "n/a", "nan", "null", "unknown", "unk", "not applicable", "not available", "missing",
+        "not collected", "not determined", "not provided", "unspecified", "not specified", "--", "-",
+        "?", "none provided", "not recorded", "undetermined", "no data", "nd",
+    )
+) | {""}
+
+
+def is_null(value: str) -> bool:
+    return norm(value) in NULL_VALUES
+
+
+# ------------------------------------------------------------------------------------ sex
+_FEMALE = {"female", "f", "woman", "women", "girl", "fem", "females", "xx"}
+_MALE = {"male", "m", "man", "men", "boy", "males", "xy"}
+_SEX_UNKNOWN = {"mixed", "pooled", "both", "male and female", "female and male", "mix", "hermaphrodite"}
+
+
+def parse_sex(value: str) -> tuple[str, str | None] | None:
+    """('female', PATO id) | ('male', id) | ('unknown', None) for mixed/pooled | None."""
+    v = norm(value)
+    if v in _FEMALE:
+        return "female", FEMALE
+    if v in _MALE:
+        return "male", MALE
+    if v in _SEX_UNKNOWN or ("male" in v.split() and "female" in v.split()):
+        return "unknown", None
+    return None
+
+
+_SEX_WORDS = re.compile(r"(?<![a-z])(female|male|woman|man|women|men|girl|boy)(?![a-z])")
+
+
+def sex_in_text(text: str) -> tuple[str, str] | None:
+    """A sex stated in free text ('vastus lateralis_female'), only when unambiguous."""
+    found = {("female" if w in ("female", "woman", "women", "girl") else "male")
+             for w in _SEX_WORDS.findall(text.lower().replace("_", " "))}
+    if len(found) != 1:
+        return None
+    return ("female", FEMALE) if "female" in found else ("male", MALE)
+
+
+# ------------------------------------------------------------------------------------ age
+_AGE_UNITS = {
+    "y": 1.0, "yr": 1.0, "yrs": 1.0, "year": 1.0, "years": 1.0, "yo": 1.0, "yearsold": 1.0, "a": 1.0,
+    "m": 1 / 12, "mo": 1 / 12, "mos": 1 / 12, "month": 1 / 12, "months": 1 / 12,
+    "w": 1 / 52.1775, "wk": 1 / 52.1775, "wks": 1 / 52.1775, "week": 1 / 52.1775, "weeks": 1 / 52.1775,
+    "d": 1 / 365.25, "day": 1 / 365.25, "days": 1 / 365.25,
+}
+_NUM = r"(\d+(?:\.\d+)?)"
+_AGE_RE = re.compile(_NUM + r"(?:\s*(?:-|to|–)\s*" + _NUM + r")?\s*([a-z]+)?")
+_PRENATAL = re.compile(r"fetal|fetus|foetal|gestation|post ?conception|pcw|\bgw\b|embryo|prenatal|\bwpc\b|\bwpf\b")
+
+
+def parse_age(value: str, key: str = "") -> tuple[float | None, str | None]:
+    """(age in years, prenatal-weeks-label) from '48', '7 Year old', '6 months', '40-45 y', '20 pcw'.
+
+    Unit from the value, else from the key ('age (months)'), else years when plausible (<= 120).
+    Prenatal ages give (None, '<n> weeks post-fertilization') for the development stage.
+    """
+    text = value.lower().replace(",", ".")
+    m = _AGE_RE.search(text)
+    if not m:
+        return None, None
+    lo = float(m.group(1))
+    hi = float(m.group(2)) if m.group(2) else lo
+    num = (lo + hi) / 2
+    if _PRENATAL.search(text) or _PRENATAL.search(key.lower()):
+        unit_word = (m.group(3) or "").lower()
+        weeks = num if unit_word.startswith("w") or unit_word in ("pcw", "gw", "") else None
+        return None, (f"{int(round(weeks))} weeks post-fertilization" if weeks is not None else None)
+    unit = (m.group(3) or "").replace("old", "") or ""
+    factor = _AGE_UNITS.get(unit)
+    if factor is None and unit:
+        # unit word glued to 'old' or plural ('yearsold', 'yrs') handled above; other words: try key
+        factor = _AGE_UNITS.get(unit.rstrip("s"))
+    if factor is None:
+        key_words = norm(key).split()
+        factor = next((_AGE_UNITS[w] for w in key_words if w in _AGE_UNITS and w != "a"), None)
+    if factor is None:
+        factor = 1.0 if num <= 120 else None
+    if factor is None:
+        return None, None
+    years = num * factor
+    if not 0 <= years <= 125:
+        return None, None
+    return round(years, 3), None
+
+
+# ------------------------------------------------------------------------------------ dose, time
+_MOLAR = {"pm": 1e-6, "nm": 1e-3, "um": 1.0, "µm": 1.0, "μm": 1.0, "mm": 1e3, "m": 1e6}
+_DOSE_RE = re.compile(
+    _NUM + r"\s*(pm|nm|um|µm|μm|mm|m|mol/l|ng/ml|ug/ml|µg/ml|μg/ml|mg/ml|pg/ml|mg/kg|ug/kg|%|iu/ml|u/ml|units/ml|moi)(?![a-z])"
+)
+
+
+def parse_dose(value: str) -> str | None:
+    """'10uM' -> '10 µM', '100 nM' -> '0.1 µM' (molar normalised to µM); mass/volume kept."""
+    m = _DOSE_RE.search(value.lower())
+    if not m:
+        return None
+    num, unit = float(m.group(1)), m.group(2)
+    if unit in _MOLAR:
+        return f"{num * _MOLAR[unit]:g} µM"
+    if unit == "mol/l":
+        return f"{num * 1e6:g} µM"
+    unit = unit.replace("u", "µ", 1) if unit.startswith("ug") else unit
+    return f"{num:g} {unit.replace('ml', 'mL').replace('µg', 'µg')}"
+
+
+_TIME_UNITS = {"min": 1 / 60, "mins": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60, "m": 1 / 60,
+               "h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "hpf": 1.0, "hpi": 1.0,
+               "d": 24.0, "day": 24.0, "days": 24.0, "dpi": 24.0,
+               "w": 168.0, "wk": 168.0, "wks": 168.0, "week": 168.0, "weeks": 168.0}
+_TIME_RE = re.compile(_NUM + r"\s*(minutes?|mins?|m|hours?|hrs?|hpi|h|days?|dpi|d|weeks?|wks?|wk|w)(?![a-z])")
+_TIME_PREFIX_RE = re.compile(r"(?<![a-z])(day|d|hour|h|week|wk)\s*" + _NUM)
+
+
+def parse_time(value: str) -> str | None:
+    """'24h' -> '24 h', 'day 3' -> '72 h', '30 min' -> '0.5 h' (normalised to hours)."""
+    text = value.lower()
+    m = _TIME_RE.search(text)
+    if m:
+        return f"{float(m.group(1)) * _TIME_UNITS[m.group(2)]:g} h"
+    m = _TIME_PREFIX_RE.search(text)
+    if m:
+        return f"{float(m.group(2)) * _TIME_UNITS[m.group(1)]:g} h"
+    return None
+
+
+# ------------------------------------------------------------------------------------ perturbation
+_PERT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (t, re.compile(p))
+    for t, p in (
+        ("control", r"^(untreated|control|ctrl|vehicle|mock|none|unstimulated|baseline|no treatment|"
+                    r"non ?targeting|scrambled?|empty vector|sham|naive|pbs|dmso|dmso control|vehicle control|"
+                    r"nt|sictrl|shctrl|sicontrol|shcontrol|sgctrl|sgcontrol|scr)$|non.?targeting|scrambl|"
+                    r"empty vector|\bvehicle\b|\buntreated\b|\bmock\b"),
+        ("CRISPRi", r"crispri|dcas9.?krab|\bkrab\b"),
+        ("CRISPRa", r"crispra|dcas9.?(vp64|vpr|p300)|\bsam\b"),
+        ("CRISPR KO", r"crispr|cas9|sgrna|\bsg[a-z0-9]|knock.?out|\bko\b|-/-|\bnull\b|deletion|\bdel\b"),
+        ("RNAi", r"sirna|shrna|knock.?down|\bkd\b|rnai|\bsi[A-Z0-9]|\bsh[A-Z0-9]|mirna inhibitor|antisense|morpholino"),
+        ("overexpression", r"over.?express|\boe\b|ectopic|transduc|transfect|expression vector|lentivir.*express|"
+                           r"\btet.?on\b|doxycycline.?induc"),
+        ("infection", r"infect|virus|viral|\bmoi\b|bacteri|\bhiv|influenza|sars|\bebv\b|cmv|mycobacter|"
+                      r"salmonella|listeria|plasmodium|chlamydia|\bzika|dengue"),
+        ("biologic", r"\bifn|interferon|\btnf|\bil.?\d|interleukin|\btgf|\begf\b|\bfgf|\bvegf|antibody|mab\b|"
+                     r"cytokine|\blps\b|lipopolysaccharide|poly.?i.?c|\bgm.?csf|\bm.?csf|growth factor|"
+                     r"anti.?cd3|cd28|serum\b|insulin\b|\bbmp\d|wnt3a|activin"),
+        ("environmental", r"hypoxi|normoxi|heat shock|\bheat\b|cold|radiation|irradiat|\buv\b|\bgy\b|starv|"
+                          r"serum.?free|shear stress|mechanical|stretch|glucose deprivation|oxidative stress"),
+    )
+)
+
+
+def perturbation_type(value: str) -> str | None:
+    """The perturbation type a treatment value describes, by keyword (None when unknown)."""
+    text = value.strip()
+    low = text.lower()
+    for ptype, pat in _PERT_RULES:
+        # the si/sh/sg gene-prefix patterns look at the original case (siTP53, shGATA3)
+        if pat.search(low) or (ptype in ("RNAi", "CRISPR KO") and pat.search(text)):
+            return ptype
+    return None
+
+
+_GENE_RE = re.compile(r"(?<![A-Za-z0-9])(?:si|sh|sg)?([A-Z][A-Z0-9]{1,9}(?:-[A-Z0-9]{1,4})?)(?![a-z])")
+_NOT_GENES = {"CRISPR", "CRISPRI", "CRISPRA", "KO", "KD", "RNA", "RNAI", "SIRNA", "SHRNA", "SGRNA", "DNA",
+              "DMSO", "PBS", "LPS", "OE", "WT", "NT", "CTRL", "GFP", "RFP", "EGFP", "LUC", "NA", "CAS9", "DCAS9",
+              "KRAB", "VP64", "VPR", "MOI", "UV", "TET", "DOX", "CONTROL", "EMPTY", "VECTOR", "HEK", "HELA"}
+
+
+def gene_symbol(value: str) -> str | None:
+    """The gene a genetic perturbation targets ('siRNA against TP53', 'shGATA3' -> 'GATA3')."""
+    for m in _GENE_RE.finditer(value):
+        sym = m.group(1)
+        if sym.upper() not in _NOT_GENES and not sym.isdigit() and any(c.isalpha() for c in sym):
+            return sym
+    return None
+
+
+# ------------------------------------------------------------------------------------ sample type
+_SAMPLE_TYPE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (t, re.compile(p))
+    for t, p in (
+        ("xenograft", r"xenograft|\bpdx\b|\bpdtx\b"),
+        ("organoid", r"organoid|tumoroid|enteroid|colonoid"),
+        ("in-vitro differentiated",
+         r"differentiated|(ipsc?|esc|hesc|stem cell|pluripotent)s?.?derived|derived from (h?ipsc?|h?esc|"
+         r"(induced )?pluripotent|embryonic stem)|in vitro differentiat|directed differentiation"),
+        ("cell line", r"cell ?line|immortali[sz]ed|lymphoblastoid|\blcl\b|\bcclE\b"),
+        ("primary cells", r"primary cell|primary culture|sorted|\bfacs\b|\bmacs\b|isolated cells|purified|"
+                          r"cultured (primary )?cells"),
+        ("primary tissue", r"tissue|biopsy|resection|autopsy|post.?mortem|surgical|necropsy|whole blood|"
+                           r"\btumou?r\b|specimen"),
+    )
+)
+
+
+def sample_type_in_text(text: str) -> str | None:
+    low = text.lower()
+    for stype, pat in _SAMPLE_TYPE_RULES:
+        if pat.search(low):
+            return stype
+    return None
+
+
+# ------------------------------------------------------------------------------------ SRA vocabulary
+SRA_VOCAB: dict[str, tuple[str, ...]] = {
+    "library_strategy": ("RNA-Seq", "miRNA-Seq", "ncRNA-Seq", "FL-cDNA", "EST", "Hi-C", "ATAC-seq", "WGS", "WXS",
+                         "WGA", "Targeted-Capture", "AMPLICON", "CLONE", "ChIP-Seq", "MNase-Seq", "DNase-Hypersensitivity",
+                         "Bisulfite-Seq", "MeDIP-Seq", "MBD-Seq", "Tn-Seq", "SELEX", "RIP-Seq", "ChIA-PET",
+                         "ssRNA-seq", "Ribo-Seq", "RAD-Seq", "OTHER", "Synthetic-Long-Read", "snRNA-seq", "scRNA-seq"),
+    "library_selection": ("RANDOM", "PCR", "RANDOM PCR", "RT-PCR", "HMPR", "MF", "repeat fractionation", "size fractionation",
+                          "MSLL", "cDNA", "cDNA_randomPriming", "cDNA_oligo_dT", "PolyA", "Oligo-dT", "Inverse rRNA",
+                          "Inverse rRNA selection", "ChIP", "ChIP-Seq", "MNase", "DNase", "Hybrid Selection",
+                          "Reduced Representation", "Restriction Digest", "5-methylcytidine antibody", "MBD2 protein methyl-CpG binding domain",
+                          "CAGE", "RACE", "MDA", "padlock probes capture method", "other", "unspecified"),
+    "library_layout": ("SINGLE", "PAIRED"),
+}
+
+
+def sra_term(field: str, value: str) -> tuple[str, float] | None:
+    """The SRA controlled-vocabulary spelling of ``value`` and a confidence (1.0 exact, 0.9 case)."""
+    v = value.strip()
+    if not v or is_null(v):
+        return None
+    if field == "instrument":
+        return v, 1.0  # free-ish vocabulary (instrument_model); kept as submitted
+    vocab = SRA_VOCAB.get(field, ())
+    if v in vocab:
+        return v, 1.0
+    for term in vocab:
+        if norm(term) == norm(v):
+            return term, 0.9
+    if field == "library_layout":
+        up = v.upper()
+        if up.startswith("PAIRED"):
+            return "PAIRED", 0.9
+        if up.startswith("SINGLE"):
+            return "SINGLE", 0.9
+    return v, 0.6  # not in the vocabulary: kept, low confidence -> review

@@ -1,0 +1,307 @@
+"""One training stage: resumable, deterministic, DDP-aware, with a NaN guard and SIGTERM save.
+
+Determinism: the batch rows, the mask and the dropout seed of step ``t`` are functions of
+(seed, stage, t, rank) only, so RNG state need not be carried: a run stopped after k steps and
+resumed (weights + optimizer state from the checkpoint) does exactly the same steps k..N as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from bulkfm.common.atomic import atomic_path
+from bulkfm.model.checkpoint import (
+    CheckpointError,
+    is_complete,
+    load_train_state,
+    save_checkpoint,
+    unwrap,
+    verify,
+)
+from bulkfm.model.config import ModelConfig
+from bulkfm.train.config import StageConfig, TrainConfig
+from bulkfm.train.data import BatchSchedule, SubsetMatrix, apply_mask, random_mask, step_generator
+from bulkfm.train.ddp import Dist
+
+log = logging.getLogger(__name__)
+
+STAGE_IDS = {"ae": 1, "model": 2}
+METRIC_COLUMNS = ["stage", "step", "loss", "val_loss", "lr", "grad_norm", "samples_per_s",
+                  "elapsed_s"]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Preempted(RuntimeError):
+    """SIGTERM/SIGUSR1 arrived; a checkpoint was written and the run can be resumed."""
+
+
+class Diverged(RuntimeError):
+    """Loss or gradient became NaN/Inf; training stopped without writing a checkpoint."""
+
+
+class StopFlag:
+    """Turns SIGTERM (SLURM preemption, ``kill``) and SIGUSR1 into a flag checked per step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+        log.warning("received %s: saving a checkpoint after this step", signal.Signals(signum).name)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# --------------------------------------------------------------------------- losses
+def ae_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
+            x_in: torch.Tensor) -> torch.Tensor:
+    recon, _ = module(x_in)  # denoising: reconstruct every gene from the masked input
+    return F.mse_loss(recon.float(), x)
+
+
+def masked_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
+                x_in: torch.Tensor) -> torch.Tensor:
+    pred = module(x_in)  # [B, G]
+    return F.mse_loss(pred[mask].float(), x[mask])
+
+
+# --------------------------------------------------------------------------- metrics
+class MetricsLog:
+    """metrics.csv (rank 0 only), plus TensorBoard events when tensorboard is installed."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+
+    def truncate(self, stage: str, step: int) -> None:
+        """Drop rows a resumed run will write again (this stage after ``step``, later stages)."""
+        if not self.enabled or not self.path.exists():
+            return
+        order = list(STAGE_IDS)
+        with open(self.path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh)
+                    if order.index(r["stage"]) < order.index(stage)
+                    or (r["stage"] == stage and int(r["step"]) <= step)]
+        with atomic_path(self.path, suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, METRIC_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, **row: Any) -> None:
+        if not self.enabled:
+            return
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, METRIC_COLUMNS)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+        if self.tb is not None:
+            for k in ("loss", "val_loss", "lr", "grad_norm", "samples_per_s"):
+                if row.get(k) not in (None, ""):
+                    self.tb.add_scalar(f"{row['stage']}/{k}", float(row[k]), int(row["step"]))
+
+
+# --------------------------------------------------------------------------- checkpoints
+def latest_checkpoint(root: Path) -> Path | None:
+    """Newest complete, checksum-valid step checkpoint; corrupt ones are skipped loudly."""
+    if not root.is_dir():
+        return None
+    for path in sorted(root.glob("step-*"), reverse=True):
+        if not is_complete(path):
+            continue
+        try:
+            verify(path)
+        except CheckpointError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        return path
+    return None
+
+
+def _prune(root: Path, keep: int) -> None:
+    import shutil
+
+    done = sorted(p for p in root.glob("step-*") if is_complete(p))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in root.glob(".step-*.tmp"):  # left by a job killed while writing
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def lr_at(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warmup, then cosine decay to 10 %."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@dataclass
+class Stage:
+    name: str  # "ae" | "model"
+    kind: str  # checkpoint kind: "autoencoder" | "bulkformer"
+    module: nn.Module
+    model_cfg: ModelConfig
+    cfg: StageConfig
+    loss: LossFn
+
+
+@torch.no_grad()
+def validation_loss(module: nn.Module, loss: LossFn, data: SubsetMatrix, rows: np.ndarray,
+                    tcfg: TrainConfig, batch_size: int, device: torch.device,
+                    autocast: bool, mask_value: float) -> float:
+    """Mean loss over the first ``eval_batches`` validation batches, with fixed masks."""
+    if len(rows) == 0:
+        return float("nan")
+    was_training = module.training
+    module.eval()
+    total, n = 0.0, 0
+    for i, start in enumerate(range(0, len(rows), batch_size)):
+        if i >= tcfg.eval_batches:
+            break
+        idx = rows[start : start + batch_size]
+        x = torch.from_numpy(data.rows(idx)).to(device)
+        mask = random_mask(tuple(x.shape), tcfg.mask_fraction,
+                           step_generator(tcfg.seed, 99, i)).to(device)
+        x_in = apply_mask(x, mask, mask_value)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            total += float(loss(module, x, mask, x_in)) * len(idx)
+        n += len(idx)
+    module.train(was_training)
+    return total / n
+
+
+def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows: np.ndarray,
+              tcfg: TrainConfig, out: Path, d: Dist, genes: list[str], stop: StopFlag,
+              metrics: MetricsLog, bf16: bool, frozen: nn.Module | None = None) -> nn.Module:
+    """Train ``stage.module`` for ``stage.cfg.steps`` steps (or resume / skip if done)."""
+    module = stage.module.to(d.device)
+    final = out / stage.name
+    if is_complete(final):
+        log.info("%s: finished checkpoint %s exists; skipping stage", stage.name, final)
+        verify(final)
+        module.load_state_dict(load_file(str(final / "weights.safetensors")))
+        return module
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=stage.cfg.lr, weight_decay=tcfg.weight_decay)
+    root = out / "checkpoints" / stage.name
+    start = 0
+    latest = latest_checkpoint(root)
+    if latest is not None:
+        module.load_state_dict(load_file(str(latest / "weights.safetensors")))
+        state = load_train_state(latest)
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        log.info("%s: resuming from %s (step %d of %d)", stage.name, latest, start,
+                 stage.cfg.steps)
+    metrics.truncate(stage.name, start)
+
+    net: nn.Module = module
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    net.train()
+    if frozen is not None:
+        frozen.eval()
+    schedule = BatchSchedule(train_rows, stage.cfg.batch_size, tcfg.seed * 7919 + STAGE_IDS[stage.name],
+                             d.rank, d.world)
+    sid = STAGE_IDS[stage.name]
+    bar = tqdm(total=stage.cfg.steps, initial=start, desc=f"train {stage.name}", unit="step",
+               disable=not d.main)
+    t0 = time.perf_counter()
+    for step in range(start, stage.cfg.steps):
+        t_step = time.perf_counter()
+        torch.manual_seed(int(step_generator(tcfg.seed, sid, step, d.rank, 1).initial_seed()))
+        rows = schedule.batch(step)
+        x = torch.from_numpy(data.rows(rows)).to(d.device, non_blocking=True)
+        mask = random_mask(tuple(x.shape), tcfg.mask_fraction,
+                           step_generator(tcfg.seed, sid, step, d.rank)).to(d.device)
+        x_in = apply_mask(x, mask, stage.model_cfg.mask_value)
+        lr = lr_at(step, stage.cfg.lr, tcfg.warmup_steps, stage.cfg.steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = stage.loss(net, x, mask, x_in)
+        mean_loss = float(d.mean(loss.detach().reshape(1))[0])
+        if not math.isfinite(mean_loss):
+            raise Diverged(f"{stage.name} step {step + 1}: loss is {mean_loss}; stopped without "
+                           f"saving. Last good checkpoint: {latest_checkpoint(root) or 'none'}. "
+                           "Lower the learning rate or check the input matrix")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip))
+        if not math.isfinite(grad_norm):
+            raise Diverged(f"{stage.name} step {step + 1}: gradient norm is {grad_norm}; "
+                           "stopped without saving. Lower the learning rate")
+        opt.step()
+        done = step + 1
+        dt = time.perf_counter() - t_step
+        val = ""
+        if done % tcfg.eval_every == 0 or done == stage.cfg.steps:
+            if d.main:
+                val = validation_loss(module, stage.loss, data, val_rows, tcfg,
+                                      stage.cfg.batch_size, d.device, bf16,
+                                      stage.model_cfg.mask_value)
+                if frozen is not None:
+                    frozen.eval()
+        metrics.write(stage=stage.name, step=done, loss=f"{mean_loss:.6g}",
+                      val_loss=f"{val:.6g}" if val != "" else "", lr=f"{lr:.4g}",
+                      grad_norm=f"{grad_norm:.4g}",
+                      samples_per_s=f"{len(rows) * d.world / dt:.3g}",
+                      elapsed_s=f"{time.perf_counter() - t0:.2f}")
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        bar.update(1)
+        stopping = d.any(stop.signal is not None)
+        if done % tcfg.checkpoint_every == 0 or done == stage.cfg.steps or stopping:
+            if d.main:
+                save_checkpoint(root / f"step-{done:08d}", module, stage.model_cfg, genes,
+                                kind=stage.kind,
+                                train_state={"step": done, "stage": stage.name,
+                                             "optimizer": opt.state_dict()},
+                                meta={"stage": stage.name, "step": done})
+                _prune(root, tcfg.keep_checkpoints)
+            d.barrier()
+        if stopping:
+            bar.close()
+            raise Preempted(f"stopped by signal at {stage.name} step {done}; checkpoint "
+                            f"{root / f'step-{done:08d}'} written. Rerun the same command to "
+                            "resume")
+    bar.close()
+    if d.main:
+        save_checkpoint(final, module, stage.model_cfg, genes, kind=stage.kind,
+                        meta={"stage": stage.name, "step": stage.cfg.steps})
+    d.barrier()
+    return module
