@@ -16,7 +16,8 @@ constructed envelopes, each around real content:
 - ENA browser XML for several ids at once: the real single-record bodies, combined under one
   ``*_SET`` root (ENA's batch answer shape).
 
-``faults`` injects failures per path prefix, consumed in order: ``"500"``, ``"close"`` (drop
+``faults`` injects failures per prefix of the raw request path (query included, e.g.
+``/ena/portal/api/filereport?accession=PRJEB18997``), consumed in order: ``"500"``, ``"close"`` (drop
 the connection without an answer), ``"cut:N"`` (announce the full length, send N body bytes,
 drop the connection), ``"flip:N"`` (send the body with byte N changed: a corrupt transfer).
 """
@@ -126,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
             params.update({k: v[-1] for k, v in parse_qs(body).items()})
         path = unquote(parts.path)
         self.server.log.append((method, path, params))
-        fault = self.server.next_fault(path)
+        fault = self.server.next_fault(self.path)  # prefix of the raw path, query included
         if fault == "500":
             return self._send(500, b"<html>Internal Server Error</html>", "text/html")
         if fault == "close":

@@ -99,7 +99,7 @@ def test_gsm_to_experiment(endpoints: Endpoints, fast_retry: RetryPolicy) -> Non
     df = _resolve(["GSM3717978"], endpoints, fast_retry, human_rnaseq_only=False)
     assert set(df["experiment"]) == {"SRX5692097"} and set(df["geo_sample"]) == {"GSM3717978"}
     assert set(df["study"]) == {"SRP192693"} and set(df["bioproject"]) == {"PRJNA532356"}
-    assert len(df) >= 1 and df["run"].str.match(r"SRR\d+$").all()
+    assert list(df["run"]) == ["SRR8906271", "SRR8906272", "SRR8906273", "SRR8906274"]  # ENA-RUN range expanded
 
 
 def test_unknown_accession_is_a_clear_error(endpoints: Endpoints, fast_retry: RetryPolicy) -> None:
@@ -145,3 +145,19 @@ def test_metadata_parquet_roundtrip(tmp_path: Path, endpoints: Endpoints, fast_r
     assert tuple(back.columns) == COLUMNS and len(back) == 13
     assert str(back["read_count"].dtype) == "Int64" and back["run"].is_unique
     assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # no temp left behind
+
+
+def test_rerun_after_network_failure_uses_cache(tmp_path: Path, replay: ReplayServer, endpoints: Endpoints, fast_retry: RetryPolicy) -> None:
+    cache = tmp_path / "cache"
+    replay.faults["/ena/portal/api/filereport?accession=PRJEB18997"] = ["close"] * 10  # ENA down for it
+    with pytest.raises(NetworkError, match="PRJEB18997"):
+        _resolve(["SRX7830165", "PRJEB18997"], endpoints, fast_retry, cache_dir=cache)
+    assert (cache / "SRX7830165.json").exists() and not (cache / "PRJEB18997.json").exists()
+    replay.faults.clear()
+    replay.log.clear()
+    df = _resolve(["SRX7830165", "PRJEB18997"], endpoints, fast_retry, cache_dir=cache)
+    assert len(df) == 2225 and (cache / "PRJEB18997.json").exists()
+    assert replay.log and not any("SRX7830165" in json.dumps(p) for _, _, p in replay.log)  # not asked again
+    replay.log.clear()
+    again = _resolve(["SRX7830165", "PRJEB18997"], endpoints, fast_retry, cache_dir=cache)
+    assert replay.log == [] and again.equals(df)  # everything from the cache, same table

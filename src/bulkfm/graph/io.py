@@ -104,6 +104,11 @@ def load_graph(
     if (~keep).any():
         log.warning("%s: dropped %d of %d edges touching unknown genes", path,
                     int((~keep).sum()), len(keep))
+    merged = keep & (src == dst)  # two graph ids that name one model gene
+    if merged.any():
+        log.warning("%s: dropped %d self-loops from graph ids naming the same gene", path,
+                    int(merged.sum()))
+        keep &= ~merged
     edge_index = torch.from_numpy(np.stack([src[keep], dst[keep]]))
     edge_weight = torch.from_numpy(weight[keep].copy())
     n_isolated = len(genes) - int(torch.unique(edge_index).numel()) if edge_index.numel() else len(genes)

@@ -46,6 +46,8 @@ Sign = Literal["positive", "abs"]
 SPLITS = ("train", "val", "test")
 _F32 = 4
 DEFAULT_IN_MEMORY_CHUNK = 2048
+MIN_SAMPLES = 2  # two samples define a correlation (of +-1); one does not
+FEW_SAMPLES = 20
 
 
 # --------------------------------------------------------------------------- train samples
@@ -83,9 +85,9 @@ def train_indices(split_path: str | os.PathLike[str] | None, samples: list[str])
                          f"{', '.join(unknown[:3])}); the split and the matrix must come from the "
                          "same run: rebuild the split from this matrix")
     train = table.loc[table["split"] == "train", "sample_id"]
-    if len(train) < 3:
+    if len(train) < MIN_SAMPLES:
         raise ValueError(f"{split_path}: {len(train)} train sample(s); a correlation graph needs "
-                         "at least 3 (check the split fractions)")
+                         f"at least {MIN_SAMPLES} (check the split fractions)")
     not_listed = len(samples) - len(table)
     if not_listed:
         log.info("%s: %d matrix samples are in no split and are ignored", split_path, not_listed)
@@ -212,8 +214,11 @@ def pcc_topk(
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     device = torch.device(device)
     n, g = len(rows), matrix.shape[1]
-    if n < 3:
-        raise ValueError(f"{n} samples: a correlation graph needs at least 3")
+    if n < MIN_SAMPLES:
+        raise ValueError(f"{n} samples: a correlation graph needs at least {MIN_SAMPLES}")
+    if n < FEW_SAMPLES:
+        log.warning("only %d samples: correlations this few are mostly noise (fine for the demo, "
+                    "not for a model)", n)
     k = min(top_k, g - 1)
     where = str(getattr(matrix, "path", "matrix"))
     budget = int(max_memory_gb * 2**30)

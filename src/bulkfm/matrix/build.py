@@ -8,6 +8,7 @@ computes the layers and writes them chunk by chunk. It never holds all samples a
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -35,15 +36,49 @@ def select_genes(genes: pd.DataFrame, gene_types: list[str] | None) -> np.ndarra
     return np.flatnonzero(keep)
 
 
-def _vectors(paths: list[Path]) -> Iterator[np.ndarray]:
+class VectorReader:
+    """Reads per-sample ``genes.npy`` files (float32 [3, genes]) fast.
+
+    Every vector of a reference has the same ``.npy`` header, so it is parsed once and later
+    files are read at the known offset, checked by size: ``np.load`` spends most of its time
+    parsing the header, which would halve assembly throughput.
+    """
+
+    def __init__(self, n_genes: int) -> None:
+        self.n_genes = n_genes
+        self.offset: int | None = None
+
+    def __call__(self, path: Path) -> np.ndarray:
+        expected = 3 * self.n_genes * 4
+        if self.offset is None:
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                          (2, 0): np.lib.format.read_array_header_2_0}[version]
+                shape, fortran, dtype = reader(fh)
+                if shape != (3, self.n_genes) or fortran or dtype != np.float32:
+                    raise ValueError(f"{path}: shape {shape} ({dtype}), reference has {self.n_genes} "
+                                     "genes: was it quantified against another reference? Rerun quant.")
+                self.offset = fh.tell()
+        with open(path, "rb") as fh:
+            fh.seek(self.offset)
+            buf = fh.read(expected + 1)
+        if len(buf) != expected:
+            raise ValueError(f"{path}: {len(buf)} bytes of data, expected {expected} for "
+                             f"{self.n_genes} genes: truncated, or quantified against another reference")
+        return np.frombuffer(buf, dtype=np.float32).reshape(3, self.n_genes)
+
+
+def _vectors(paths: list[Path], n_genes: int) -> Iterator[np.ndarray]:
+    read = VectorReader(n_genes)
     for p in paths:
-        yield np.load(p)  # float32 [3, genes]: counts, tpm, length
+        yield read(p)  # float32 [3, genes]: counts, tpm, length
 
 
 def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd.DataFrame,
                  out: Path, *, gene_types: list[str] | None = ("protein_coding",),
                  counts_from_abundance: CountsFrom = "no", renormalize_tpm: bool = True,
-                 chunk: int = 1024, progress: bool = True) -> Path:
+                 chunk: int = 256, threads: int = 2, progress: bool = True) -> Path:
     """Write the store at ``out`` from per-sample vectors (one path per row of ``sample_table``).
 
     TPM is renormalised to sum to 1e6 over the kept genes by default, so that samples with
@@ -59,34 +94,44 @@ def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd
     if counts_from_abundance == "lengthScaledTPM":
         # tximport averages gene length over samples first: one extra streamed pass.
         total = np.zeros(len(genes), dtype=np.float64)
-        for vec in _vectors(vector_paths):
+        for vec in _vectors(vector_paths, len(genes)):
             total += vec[2]
         mean_length = total / len(vector_paths)
     writer = MatrixWriter(out, kept, sample_table)
+    counts = np.empty((chunk, len(keep)), dtype=np.float32)
+    tpm = np.empty((chunk, len(keep)), dtype=np.float32)
+    read = VectorReader(len(genes))
+    read(vector_paths[0])  # parse the header once, before the threads share the reader
+
+    def fill(j: int, path: Path) -> None:
+        vec = read(path)  # [3, genes]
+        if counts_from_abundance == "no":
+            counts[j] = vec[0, keep]
+        elif counts_from_abundance == "scaledTPM":
+            counts[j] = scaled_tpm(vec[0], vec[1])[keep]
+        else:
+            counts[j] = length_scaled_tpm(vec[0], vec[1], mean_length)[keep]
+        tpm[j] = vec[1, keep]
+
+    # Reading and gene selection release the GIL: two threads keep both cores busy.
+    pool = ThreadPoolExecutor(max_workers=threads)
     try:
         bar = tqdm(total=len(vector_paths), unit="sample", disable=not progress, desc="matrix")
         for start in range(0, len(vector_paths), chunk):
             paths = vector_paths[start : start + chunk]
-            block = np.stack([np.load(p) for p in paths])  # [chunk, 3, genes]
-            if block.shape[2] != len(genes):
-                raise ValueError(f"{paths[0]}: {block.shape[2]} genes, reference has {len(genes)}: "
-                                 "was it quantified against another reference? Rerun quant.")
-            counts, tpm = block[:, 0].astype(np.float64), block[:, 1].astype(np.float64)
-            if counts_from_abundance == "scaledTPM":
-                counts = np.stack([scaled_tpm(c, t) for c, t in zip(counts, tpm)])
-            elif counts_from_abundance == "lengthScaledTPM":
-                counts = np.stack([length_scaled_tpm(c, t, mean_length) for c, t in zip(counts, tpm)])
-            counts, tpm = counts[:, keep], tpm[:, keep]
+            list(pool.map(fill, range(len(paths)), paths))
+            c, t = counts[: len(paths)], tpm[: len(paths)]
             if renormalize_tpm:
-                sums = tpm.sum(axis=1, keepdims=True)
-                tpm = np.divide(tpm * 1e6, sums, out=np.zeros_like(tpm), where=sums > 0)
-            writer.write(start, counts=counts.astype(np.float32), tpm=tpm.astype(np.float32),
-                         log1p_tpm=np.log1p(tpm).astype(np.float32))
+                sums = t.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+                t = np.divide(t * np.float32(1e6), sums, out=np.zeros_like(t), where=sums > 0)
+            writer.write(start, counts=c, tpm=t, log1p_tpm=np.log1p(t))
             bar.update(len(paths))
         bar.close()
     except BaseException:
         writer.abort()
         raise
+    finally:
+        pool.shutdown()
     return writer.close()
 
 

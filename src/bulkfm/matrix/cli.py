@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=["no", "scaledTPM", "lengthScaledTPM"])
     b.add_argument("--no-renormalize-tpm", action="store_true",
                    help="keep TPM as Salmon computed it over all transcripts")
-    b.add_argument("--chunk", type=int, default=1024)
+    b.add_argument("--chunk", type=int, default=256)
     b.add_argument("-o", "--out", required=True)
     b.set_defaults(func=_build)
 

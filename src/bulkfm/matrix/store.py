@@ -160,41 +160,52 @@ class MatrixWriter:
         genes.reset_index(drop=True).to_parquet(self._tmp / "genes.parquet", index=False)
         samples.reset_index(drop=True).to_parquet(self._tmp / "samples.parquet", index=False)
         self.layers = tuple(layers)
-        self._arrays = {
-            name: np.lib.format.open_memmap(self._tmp / f"{name}.npy", mode="w+", dtype=dtype,
-                                            shape=(self.n_samples, self.n_genes))
-            for name in self.layers
-        }
+        self._dtype = np.dtype(dtype)
+        # Plain sequential writes, not a memmap: written pages of a memmap count in the
+        # process's RSS, so memory would grow with the matrix; a file handle keeps it flat.
+        self._files = {}
+        header = {"descr": np.lib.format.dtype_to_descr(self._dtype), "fortran_order": False,
+                  "shape": (self.n_samples, self.n_genes)}
+        for name in self.layers:
+            fh = open(self._tmp / f"{name}.npy", "wb")
+            np.lib.format.write_array_header_1_0(fh, header)
+            self._files[name] = fh
         self._filled = 0
-        self._dtype = dtype
 
     def write(self, start: int, **layers: np.ndarray) -> None:
-        """Write rows ``start:start+n`` of each named layer."""
-        n = None
+        """Append rows ``start:start+n`` of every layer (rows come in order)."""
+        if start != self._filled:
+            raise ValueError(f"rows must be written in order: expected start {self._filled}, got {start}")
+        if set(layers) != set(self.layers):
+            raise ValueError(f"write needs every layer {self.layers}, got {sorted(layers)}")
+        n = {np.asarray(v).shape[0] for v in layers.values()}
+        if len(n) != 1:
+            raise ValueError("every layer needs the same number of rows")
         for name, values in layers.items():
-            values = np.asarray(values)
+            values = np.ascontiguousarray(values, dtype=self._dtype)
             if values.ndim != 2 or values.shape[1] != self.n_genes:
                 raise ValueError(f"layer {name}: expected [n, {self.n_genes}], got {values.shape}")
-            n = values.shape[0] if n is None else n
-            self._arrays[name][start : start + values.shape[0]] = values
-        self._filled += n or 0
+            self._files[name].write(values.tobytes())
+        self._filled += n.pop()
 
     def close(self) -> Path:
         if self._filled != self.n_samples:
             self.abort()
             raise RuntimeError(f"matrix incomplete: {self._filled} of {self.n_samples} rows written")
-        for arr in self._arrays.values():
-            arr.flush()
-        self._arrays.clear()
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
         manifest = {"format": FORMAT, "version": VERSION, "n_samples": self.n_samples,
-                    "n_genes": self.n_genes, "layers": list(self.layers), "dtype": self._dtype,
-                    "orientation": "samples x genes"}
+                    "n_genes": self.n_genes, "layers": list(self.layers),
+                    "dtype": self._dtype.name, "orientation": "samples x genes"}
         (self._tmp / "matrix.json").write_text(json.dumps(manifest, indent=2) + "\n")
         self._ctx.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
-        self._arrays.clear()
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
         try:
             raise RuntimeError("aborted")
         except RuntimeError as exc:

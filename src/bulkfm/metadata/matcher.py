@@ -32,7 +32,15 @@ _GENERIC = {norm(x) for x in (
     "group", "set", "all", "type", "cast", "culture", "media", "medium", "membrane", "vessel", "plate",
     "embryo", "fetus", "adult", "child", "infant", "compound organ", "skin", "muscle", "gland", "duct",
 )}
-_EXCLUDE_UNDER = {"tissue": ("UBERON:0000468", "UBERON:0000105", "UBERON:0000000")}  # organism, life stage
+# Life stages are not tissues. (Snapshot ancestors include part_of, so 'below multicellular
+# organism' would exclude every organ; whole-organism terms are caught by organism_level().)
+_EXCLUDE_UNDER = {"tissue": ("UBERON:0000105", "UBERON:0000000")}
+
+
+def organism_level(index: TermIndex, tid: str) -> bool:
+    """'female organism', 'adult organism', 'multicellular organism': sex/stage, not a tissue."""
+    t = index.get(tid)
+    return bool(t and t.ontology == "UBERON" and (tid == "UBERON:0000468" or t.label.endswith(" organism")))
 _CVCL_CONTEXT = re.compile(r"cell ?lines?|cells?\b")
 
 
@@ -86,6 +94,8 @@ class Matcher:
         return out
 
     def _allowed(self, field: str, tid: str) -> bool:
+        if field == "tissue" and organism_level(self.index, tid):
+            return False
         return not any(self.index.is_a(tid, a) for a in _EXCLUDE_UNDER.get(field, ()))
 
     # ---------------------------------------------------------------- free text

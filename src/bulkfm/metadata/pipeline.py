@@ -32,11 +32,13 @@ from bulkfm.metadata.rules import (
     parse_sex,
     parse_time,
     perturbation_type,
-    sample_type_in_text,
+    sample_type_from,
+    explicit_sample_type,
     sex_in_text,
     sra_term,
 )
-from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, SAMPLE_TYPES, FieldValue
+from bulkfm.metadata.resources import cell_line_disease
+from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, NORMAL, FieldValue
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,13 @@ CONF = {
 }
 _AGE_TEXT = re.compile(r"(?:\bage[d]?\s*[:=]?\s*(\d+(?:\.\d+)?)(?:\s*(years?|yrs?|y|months?|mo|weeks?|wk|days?))?)|"
                        r"(\d+(?:\.\d+)?)\s*(?:-|\s)?(years?|yrs?|y|months?|weeks?|days?)\s*(?:-|\s)?old")
+
+
+_NOT_DESCRIPTIVE = re.compile(
+    r"provider|repository|submitter|protocol|institut|center|centre|consent|accession|barcode|batch|replicate|"
+    r"\blane\b|library|\bindex\b|\bfile|contact|\blab\b|antibody|platform|instrument|sequenc|\bid\b|"
+    r"\bbiosamplemodel\b|\bisolate\b|\bstrain\b|\bpassages?\b|ethnicity|\brace\b|\bgap\b"
+)
 
 
 @dataclass
@@ -207,7 +216,9 @@ class Harmonizer:
                 continue
             m = match_key(k, self.resources)
             keyed.append((k, v, m.field, m.weight))
-            if m.field is None:
+            # every describing value is also free text for the *other* fields ('Human Umbilical
+            # Vein Cell' under 'cell type' names a tissue); bookkeeping keys are not
+            if (m.field is None or m.field in ONTOLOGY_FIELDS) and not _NOT_DESCRIPTIVE.search(norm(k)):
                 texts.append((k, v))
         for k in ("title", "description"):
             if rec.sra.get(k):
@@ -253,8 +264,11 @@ class Harmonizer:
                 cands["cell_line"].append(Candidate(hits[0].id, self.index.label(hits[0].id), key, "lexicon",
                                                     CONF["other_key_exact"], value))
         # free text (source_name, title, other keys): every ontology field
+        own = {k: f for k, _v, f, _w in keyed}
         for src, text in texts:
             for fld in ("tissue", "cell_type", "cell_line", "disease"):
+                if own.get(src) == fld:
+                    continue  # already looked at as this field's own value
                 for h in self.matcher.scan(fld, text)[:2]:
                     conf = CONF["text_scan"] + (0.05 if h.kind in ("label", "lexicon") else 0.0)
                     cands[fld].append(Candidate(h.id, self.index.label(h.id), src, "lexicon", conf, text))
@@ -285,7 +299,7 @@ class Harmonizer:
                         cands["development_stage"].append(Candidate(hits[0].id, self.index.label(hits[0].id), key,
                                                                     "rule", 0.85, value))
             elif fld == "sample_type":
-                st = sample_type_in_text(value) or (value.strip().lower() if value.strip().lower() in SAMPLE_TYPES else None)
+                st = explicit_sample_type(value)
                 if st:
                     cands["sample_type"].append(Candidate(None, st, key, "rule", 0.9 * weight, value))
             elif fld == "perturbation_identity":
@@ -449,6 +463,15 @@ class Harmonizer:
 
     # ---------------------------------------------------------------- derived fields
     def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
+        # disease of a known cell line's donor, when the record names none
+        cl = f["cell_line"]
+        if f["disease"].empty and cl.ontology_id and cl.confidence >= 0.6:
+            label = cell_line_disease(self.resources).get(cl.ontology_id)
+            tid = NORMAL if label == "normal" else next(
+                (self.index.resolve(h) for h, _ in self.index.find(label, ("MONDO",))), None) if label else None
+            if tid:
+                f["disease"] = FieldValue(self.index.label(tid), tid, f"{cl.source} (cell line)", "lexicon",
+                                          round(min(0.85, cl.confidence), 3))
         # development stage from age ('48' -> '48-year-old stage')
         if f["development_stage"].empty and f["age_years"].value is not None:
             years = float(f["age_years"].value)
@@ -457,23 +480,22 @@ class Harmonizer:
             if hits:
                 f["development_stage"] = FieldValue(self.index.label(hits[0][0]), hits[0][0], f["age_years"].source,
                                                     "rule", round(f["age_years"].confidence * 0.95, 3))
-        # sample type from what was found, when no key stated it
-        if f["sample_type"].empty:
-            text = " ".join([*(str(v) for v in rec.attributes.values()), rec.text,
-                             rec.sra.get("title", "") or "", rec.sra.get("description", "") or ""])
-            st = sample_type_in_text(text)
-            src = "rule:text"
-            conf = 0.7
-            if st in ("xenograft", "organoid", "in-vitro differentiated"):
-                conf = 0.8
-            elif not f["cell_line"].empty and f["cell_line"].confidence >= 0.6:
-                st, src, conf = "cell line", f["cell_line"].source or "cell_line", 0.85
-            elif st is None and not f["cell_type"].empty and f["tissue"].empty:
-                st, src, conf = "primary cells", f["cell_type"].source or "cell_type", 0.65
-            elif st is None and not f["tissue"].empty:
-                st, src, conf = "primary tissue", f["tissue"].source or "tissue", 0.65
-            if st:
-                f["sample_type"] = FieldValue(st, None, src, "rule", conf)
+        # sample type from all raw text and what the other fields found
+        text = " ".join([*(f"{k} {v}" for k, v in rec.attributes.items() if v and not is_null(str(v))), rec.text,
+                         rec.sra.get("title", "") or "", rec.sra.get("description", "") or ""])
+        explicit = f["sample_type"].value if not f["sample_type"].empty else None
+        keys = {match_key(k, self.resources).field for k, v in rec.attributes.items() if v and not is_null(str(v))}
+        st, conf = sample_type_from(
+            text,
+            has_cell_line=not f["cell_line"].empty and f["cell_line"].confidence >= 0.6,
+            has_cell_type="cell_type" in keys,
+            has_tissue=not f["tissue"].empty,
+            cell_line_key="cell_line" in keys,
+            explicit=explicit,
+        )
+        if st and (st != explicit or f["sample_type"].empty):
+            src = f["sample_type"].source or "+".join(sorted(k for k in keys if k)) or "text"
+            f["sample_type"] = FieldValue(st, None, src, "rule", conf)
 
     # ---------------------------------------------------------------- review read-back
     def _apply_reviewed(self, f: dict[str, FieldValue], raws: dict[str, str]) -> None:

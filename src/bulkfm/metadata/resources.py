@@ -53,3 +53,10 @@ def lexicon(directory: str | None = None) -> dict[str, dict[str, tuple[str, str]
 
 def prompt(directory: str | None = None) -> str:
     return (resource_dir(directory) / "llm_prompt.txt").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=4)
+def cell_line_disease(directory: str | None = None) -> dict[str, str]:
+    """Cellosaurus ID -> disease label ('normal' for lines from healthy donors)."""
+    path = resource_dir(directory) / "cell_line_disease.tsv"
+    return {r[0]: r[1] for r in _rows(path)} if path.is_file() else {}

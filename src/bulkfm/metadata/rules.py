@@ -195,29 +195,61 @@ def gene_symbol(value: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ sample type
-_SAMPLE_TYPE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (t, re.compile(p))
-    for t, p in (
-        ("xenograft", r"xenograft|\bpdx\b|\bpdtx\b"),
-        ("organoid", r"organoid|tumoroid|enteroid|colonoid"),
-        ("in-vitro differentiated",
-         r"differentiated|(ipsc?|esc|hesc|stem cell|pluripotent)s?.?derived|derived from (h?ipsc?|h?esc|"
-         r"(induced )?pluripotent|embryonic stem)|in vitro differentiat|directed differentiation"),
-        ("cell line", r"cell ?line|immortali[sz]ed|lymphoblastoid|\blcl\b|\bcclE\b"),
-        ("primary cells", r"primary cell|primary culture|sorted|\bfacs\b|\bmacs\b|isolated cells|purified|"
-                          r"cultured (primary )?cells"),
-        ("primary tissue", r"tissue|biopsy|resection|autopsy|post.?mortem|surgical|necropsy|whole blood|"
-                           r"\btumou?r\b|specimen"),
-    )
-)
+_XENO = re.compile(r"xenograft|\bpdx\b|\bpdtx\b|engrafted (into|in) (nsg|nod|mice|mouse)")
+_ORGANOID = re.compile(r"organoid|tumoroid|enteroid|colonoid|assembloid")
+_STEM = re.compile(r"\b(h?ipsc?s?|h?escs?|hes|hues\d*|es cells?|ips cells?|pluripotent|embryonic stem|"
+                   r"induced pluripotent|stem cell line)\b")
+_DIFF = re.compile(r"differentiat|derived|\binduced\b(?! pluripotent)|reprogramm|directed|\bdiff\b|"
+                   r"\bday \d+ of|\bd\d+ (of )?differentiation|transdifferentiat")
+_CELL_LINE = re.compile(r"cell ?lines?\b|immortali[sz]ed|lymphoblastoid|\blcls?\b|\batcc\b|\bdsmz\b|\bcoriell\b")
+_PRIMARY_CELLS = re.compile(r"primary (cells?|culture)|\bsorted\b|\bfacs\b|\bmacs\b|isolated|purified|"
+                            r"\bcells?\b|cytes?\b|blasts?\b|\bpbmcs?\b")
+_TISSUE = re.compile(r"tissue|biopsy|biopsies|resection|autopsy|post.?mortem|surgical|necropsy|whole blood|"
+                     r"\btumou?rs?\b|specimen")
+_EXPLICIT_TYPES = (("xenograft", _XENO), ("organoid", _ORGANOID),
+                   ("in-vitro differentiated", re.compile(r"in.?vitro differentiated|differentiated")),
+                   ("cell line", re.compile(r"cell ?line")), ("primary cells", re.compile(r"primary cells?|cells?\b")),
+                   ("primary tissue", re.compile(r"tissue|biopsy|surgical|primary tumou?r|whole blood")))
 
 
-def sample_type_in_text(text: str) -> str | None:
-    low = text.lower()
-    for stype, pat in _SAMPLE_TYPE_RULES:
+def explicit_sample_type(value: str) -> str | None:
+    """A sample-type key's value ('Cell Line', 'tissue', 'primary cells') in our vocabulary."""
+    low = value.lower()
+    for stype, pat in _EXPLICIT_TYPES:
         if pat.search(low):
             return stype
     return None
+
+
+def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has_tissue: bool,
+                     cell_line_key: bool, explicit: str | None) -> tuple[str | None, float]:
+    """Sample type from all raw text (keys and values) and what the other fields found.
+
+    Order matters and encodes how samples are made: an iPSC-derived neuron is in-vitro
+    differentiated even though a cell line is named; a cell type named beside a tissue
+    means cells were isolated from it (primary cells).
+    """
+    low = text.lower().replace("_", " ")
+    if _XENO.search(low):
+        return "xenograft", 0.85
+    stem = bool(_STEM.search(low))
+    if stem and _DIFF.search(low) or (explicit == "in-vitro differentiated"):
+        return "in-vitro differentiated", 0.8
+    if _ORGANOID.search(low):
+        return "organoid", 0.85
+    if explicit in ("cell line", "primary cells", "primary tissue"):
+        if explicit == "primary tissue" and (has_cell_line or cell_line_key):
+            return "cell line", 0.7
+        return explicit, 0.85
+    if has_cell_line or cell_line_key or _CELL_LINE.search(low):
+        return "cell line", 0.85 if has_cell_line else 0.75
+    if stem:
+        return "cell line", 0.65  # ESC/iPSC lines
+    if has_cell_type or (_PRIMARY_CELLS.search(low) and not has_tissue):
+        return "primary cells", 0.7
+    if has_tissue or _TISSUE.search(low):
+        return "primary tissue", 0.7
+    return None, 0.0
 
 
 # ------------------------------------------------------------------------------------ SRA vocabulary

@@ -4,7 +4,7 @@
       AE context   z = AE.encode(x)                       [B, 320]  (switchable)
       tokens       identity(g) + REE(x) + proj(z)          [B, G, d]
       block x L    h = h + GCN(LN h);  h = Performer(h)    [B, G, d]  (GCN switchable)
-      head         MLP(LN h) -> prediction                 [B, G]
+      head         mean_g + std_g * MLP(LN h)              [B, G]  (train gene stats)
 
 The AE is part of the module (its weights are in the checkpoint) but is trained in stage 1 and
 frozen in stage 2. Sample embedding = mean of the final hidden states over genes [B, d].
@@ -18,6 +18,7 @@ from torch import nn
 from bulkfm.model.autoencoder import Autoencoder
 from bulkfm.model.config import ModelConfig
 from bulkfm.model.gcn import GeneGraph, GraphConv
+from bulkfm.model.normalize import GeneScaler
 from bulkfm.model.performer import PerformerLayer
 from bulkfm.model.tokens import GeneTokenizer
 
@@ -39,14 +40,17 @@ class Block(nn.Module):
 class BulkFormer(nn.Module):
     def __init__(self, cfg: ModelConfig, *, esm2: torch.Tensor | None = None,
                  has_protein: torch.Tensor | None = None, edge_index: torch.Tensor | None = None,
-                 edge_weight: torch.Tensor | None = None) -> None:
+                 edge_weight: torch.Tensor | None = None, gene_mean: torch.Tensor | None = None,
+                 gene_std: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = cfg
+        self.scaler = GeneScaler(cfg.n_genes, gene_mean, gene_std, cfg.mask_value)
         if cfg.use_esm2 and esm2 is None:
             raise ValueError("use_esm2 is on but no ESM2 table was given")
         if cfg.use_gcn and edge_index is None:
             raise ValueError("use_gcn is on but no gene graph was given")
-        self.ae = (Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout)
+        self.ae = (Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout,
+                               gene_mean, gene_std, cfg.mask_value)
                    if cfg.use_ae_context else None)
         self.tokenizer = GeneTokenizer(
             cfg.n_genes, cfg.d_model, esm2=esm2 if cfg.use_esm2 else None,
@@ -70,7 +74,7 @@ class BulkFormer(nn.Module):
         return self.norm(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(x)).squeeze(-1).float()  # [B, G]
+        return self.scaler.inverse(self.head(self.hidden(x)).squeeze(-1))  # [B, G] log1p
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,7 +115,8 @@ def read_genes(path: str | os.PathLike[str]) -> list[str]:
 def build_module(kind: str, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> nn.Module:
     """An empty module shaped like ``state`` (the ESM2 table and graph come from it)."""
     if kind == "autoencoder":
-        return Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout)
+        return Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout,
+                           mask_value=cfg.mask_value)
     if kind == "bulkformer":
         return BulkFormer(
             cfg, esm2=state.get("tokenizer.identity.esm2"),

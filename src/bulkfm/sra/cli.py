@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("-o", "--output", type=Path, required=True, help="output Parquet, e.g. results/sra/metadata.parquet")
     r.add_argument("--no-human-filter", action="store_true", help="keep every run (no excluded_reason)")
     r.add_argument("--config", type=Path, help="YAML with an sra: block (or the block itself)")
+    r.add_argument("--cache", type=Path, help="per-accession answer cache, so a rerun only asks for what is missing "
+                   "(default: OUTPUT's folder/.resolve_cache; 'none' to disable)")
     r.set_defaults(func=_resolve)
 
     d = sub.add_parser(
@@ -98,8 +100,11 @@ def _resolve(args: argparse.Namespace) -> int:
     kw = cfg.resolve_kwargs()
     if args.no_human_filter:
         kw.update(human_rnaseq_only=False, run_filter=None)
+    cache = args.cache if args.cache is not None else args.output.parent / ".resolve_cache"
+    if str(cache).lower() == "none":
+        cache = None
     try:
-        df = resolve(accs, **kw)
+        df = resolve(accs, cache_dir=cache, **kw)
     except (AccessionError, ResolveError, NetworkError) as exc:
         raise UserError(str(exc)) from exc
     write_metadata(df, args.output)

@@ -9,6 +9,7 @@ their SRP/SRX first. Runs that are not human bulk RNA-seq stay in the table with
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -20,7 +21,7 @@ import pandas as pd
 import requests
 from tqdm.auto import tqdm
 
-from bulkfm.common.atomic import atomic_path
+from bulkfm.common.atomic import atomic_path, write_text_atomic
 from bulkfm.sra import ena, ncbi
 from bulkfm.sra.accessions import AccessionError, Kind, classify
 from bulkfm.sra.filters import RunFilter, apply_filter
@@ -97,8 +98,8 @@ def _sra_rows(
         if rows:
             return rows
         log.info("%s: not found in %s", acc, src)
-    if errors and len(errors) == len(sources):
-        raise NetworkError(f"could not resolve {acc}: every source failed.\n  " + "\n  ".join(errors))
+    if errors:  # a source that failed might have known the accession: not "not found"
+        raise NetworkError(f"could not resolve {acc}:\n  " + "\n  ".join(errors))
     return []
 
 
@@ -132,11 +133,14 @@ def resolve(
     xml_batch: int = 100,
     sess: requests.Session | None = None,
     progress: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Resolve ``accessions`` (any mix of kinds) to one row per run; see :data:`COLUMNS`.
 
     Raises :class:`AccessionError` for malformed input, :class:`ResolveError` for accessions no
     source knows, :class:`bulkfm.sra.net.NetworkError` when the services stay unreachable.
+    ``cache_dir`` keeps each accession's unfiltered rows as JSON, so a rerun after a failure
+    (or with another filter) asks the services only about accessions not yet resolved.
     """
     endpoints = endpoints or Endpoints()
     policy = retry or RetryPolicy()
@@ -145,9 +149,13 @@ def resolve(
     by_run: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
     kw = dict(sess=sess, endpoints=endpoints, policy=policy, sources=sources, ncbi_sleep_s=ncbi_sleep_s, ena_xml=ena_xml, xml_batch=xml_batch)
+    cache = Path(cache_dir) if cache_dir else None
     for acc in tqdm(accs, desc="resolve", unit="acc", disable=not progress or len(accs) < 2):
         kind = classify(acc)
-        if kind in (Kind.GEO_SERIES, Kind.GEO_SAMPLE):
+        cached = _cache_get(cache, acc)
+        if cached is not None:
+            rows = cached
+        elif kind in (Kind.GEO_SERIES, Kind.GEO_SAMPLE):
             targets = ncbi.geo_to_sra(acc, sess, endpoints, policy)
             if not targets:
                 missing.append(f"{acc} (GEO has no SRA link: microarray or not yet public?)")
@@ -168,6 +176,8 @@ def resolve(
         if not rows:
             missing.append(acc)
             continue
+        if cached is None:
+            _cache_put(cache, acc, rows)
         for r in rows:
             r["input_accession"] = acc
             by_run.setdefault(r["run"], r)  # the first accession that names a run owns it
@@ -182,6 +192,27 @@ def resolve(
     df = apply_filter(df, flt)
     _log_summary(df)
     return df
+
+
+_CACHE_VERSION = 1
+
+
+def _cache_get(cache: Path | None, acc: str) -> list[dict[str, Any]] | None:
+    path = cache / f"{acc}.json" if cache else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("version") == _CACHE_VERSION:
+            return [dict(r) for r in data["rows"]]
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring unreadable resolve cache %s", path)
+    return None
+
+
+def _cache_put(cache: Path | None, acc: str, rows: list[dict[str, Any]]) -> None:
+    if cache is not None:
+        write_text_atomic(cache / f"{acc}.json", json.dumps({"version": _CACHE_VERSION, "rows": rows}))
 
 
 def to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from bulkfm.common.atomic import write_text_atomic
@@ -51,17 +53,22 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
         cfg.use_esm2 = prep.use_esm2
         if prep.edge_index is None:
             cfg.use_gcn = False
+        stats = pd.read_parquet(out / "gene_stats.parquet")
+        gmean = torch.tensor(stats["mean"].to_numpy(np.float32))
+        gstd = torch.tensor(stats["std"].to_numpy(np.float32))
         metrics = MetricsLog(out / "metrics.csv", enabled=d.main)
         t0 = time.perf_counter()
         torch.manual_seed(tcfg.seed)  # parameter init
         with StopFlag() as stop:
-            ae = Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout)
+            ae = Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout, gmean, gstd,
+                             cfg.mask_value)
             ae = run_stage(Stage("ae", "autoencoder", ae, cfg, tcfg.ae, ae_loss), prep.data,
                            prep.train_rows, prep.val_rows, tcfg, out, d, prep.genes, stop,
                            metrics, bf16)
             torch.manual_seed(tcfg.seed + 1)
             model = BulkFormer(cfg, esm2=prep.esm2, has_protein=prep.has_protein,
-                               edge_index=prep.edge_index, edge_weight=prep.edge_weight)
+                               edge_index=prep.edge_index, edge_weight=prep.edge_weight,
+                               gene_mean=gmean, gene_std=gstd)
             if model.ae is not None:
                 model.ae.load_state_dict(ae.state_dict())
                 model.ae.requires_grad_(False)  # stage 1's context, frozen in stage 2

@@ -1,0 +1,40 @@
+# graph: per gene its top-k Pearson neighbours over the train split (bulkfm graph build).
+# Chunked GEMMs, never all gene pairs in memory; uses a GPU when the job has one (device auto).
+GR = config["graph"]
+
+
+def gene_graph():
+    """The edge list the model trains on (for the train rule's input)."""
+    return f"{OUT}/graph/edges.parquet"
+
+
+rule graph:
+    input:
+        matrix=f"{OUT}/matrix/matrix.json",
+        split=f"{OUT}/split/splits.tsv" if GR["use_split"] else [],
+    output:
+        edges=f"{OUT}/graph/edges.parquet",
+        summary=f"{OUT}/graph/edges.summary.json",
+        plot=f"{OUT}/graph/edges.degree.png",
+    log:
+        f"{LOGS}/graph.log",
+    benchmark:
+        f"{BENCH}/graph.tsv"
+    params:
+        matrix=f"{OUT}/matrix",
+        split=lambda wc, input: f"--split {input.split}" if input.split else "",
+        chunk=f"--chunk-genes {GR['chunk_genes']}" if GR["chunk_genes"] else "",
+    threads: GR["threads"]
+    resources:
+        # The budget the command plans with, plus the interpreter and torch.
+        mem_mb=int(GR["max_memory_gb"] * 1024) + 1500,
+        runtime=GR["runtime"],
+        gpu=GR["gpu"],
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm graph build --matrix {params.matrix} {params.split} -o {output.edges} "
+        "--summary {output.summary} --plot {output.plot} --top-k {GR[top_k]} "
+        "--min-pcc {GR[min_pcc]} --sign {GR[sign]} {params.chunk} "
+        "--max-memory-gb {GR[max_memory_gb]} --device {GR[device]} --threads {threads} "
+        "> {log} 2>&1"
