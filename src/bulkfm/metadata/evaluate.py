@@ -19,8 +19,9 @@ Label conventions:
   unmappable DOID labels are reported and not scored. Sex: PATO female/male (or the UBERON
   female/male organism). Age: EFO 'age' real-value property with its UO unit (no unit: years),
   right within 2 % (or 0.1 year). Sample type: MetaSRA classes mapped to ours (tissue -> primary
-  tissue, primary_cells -> primary cells, cell_line -> cell line, in_vitro_differentiated_cells ->
-  in-vitro differentiated, induced_pluripotent_stem_cells -> cell line, stem_cells -> cell line or
+  tissue or xenograft, primary_cells -> primary cells, cell_line -> cell line,
+  in_vitro_differentiated_cells -> in-vitro differentiated or organoid (MetaSRA has neither xenograft
+  nor organoid), induced_pluripotent_stem_cells -> cell line, stem_cells -> cell line or
   primary cells: ESC lines are cell lines, sorted HSCs primary cells); 'TODO'/missing not scored.
 - txt2onto: the one manual label (UBERON -> tissue, CL -> cell type) of each GEO sample's text.
 """
@@ -42,8 +43,9 @@ _LIFE_STAGE = "UBERON:0000105"
 _SEX_TERMS = {"PATO:0000383": FEMALE, "PATO:0000384": MALE, "UBERON:0003100": FEMALE, "UBERON:0003101": MALE}
 _AGE_UNIT = {"UO:0000036": 1.0, "UO:0000035": 1 / 12, "UO:0000034": 1 / 52.1775, "UO:0000033": 1 / 365.25,
              "missing": 1.0}
-_SAMPLE_TYPE = {"tissue": {"primary tissue"}, "primary_cells": {"primary cells"}, "cell_line": {"cell line"},
-                "in_vitro_differentiated_cells": {"in-vitro differentiated"},
+# MetaSRA has no xenograft/organoid classes: a xenograft is tissue, an organoid is grown in vitro.
+_SAMPLE_TYPE = {"tissue": {"primary tissue", "xenograft"}, "primary_cells": {"primary cells"}, "cell_line": {"cell line"},
+                "in_vitro_differentiated_cells": {"in-vitro differentiated", "organoid"},
                 "induced_pluripotent_stem_cells": {"cell line"}, "stem_cells": {"cell line", "primary cells"}}
 
 

@@ -199,15 +199,18 @@ _XENO = re.compile(r"xenograft|\bpdx\b|\bpdtx\b|engrafted (into|in) (nsg|nod|mic
 _ORGANOID = re.compile(r"organoid|tumoroid|enteroid|colonoid|assembloid")
 _STEM = re.compile(r"\b(h?ipsc?s?|h?escs?|hes|hues\d*|es cells?|ips cells?|pluripotent|embryonic stem|"
                    r"induced pluripotent|stem cell line)\b")
-_DIFF = re.compile(r"differentiat|derived|\binduced\b(?! pluripotent)|reprogramm|directed|\bdiff\b|"
+_DIFF = re.compile(r"(?<!un)differentiat|derived|\binduced\b(?! pluripotent)|reprogramm|directed|\bdiff\b|"
                    r"\bday \d+ of|\bd\d+ (of )?differentiation|transdifferentiat")
+_DIFF_ALONE = re.compile(r"in ?vitro (differentiated|derived)|(?<!un)differentiated (cells|into|from)|"
+                         r"(?<!un)differentiation (day|stage|time|protocol|method|medium)|\bderived (neurons?|"
+                         r"macrophages?|cardiomyocytes?|hepatocytes?|organoids?)")
 _CELL_LINE = re.compile(r"cell ?lines?\b|immortali[sz]ed|lymphoblastoid|\blcls?\b|\batcc\b|\bdsmz\b|\bcoriell\b")
 _PRIMARY_CELLS = re.compile(r"primary (cells?|culture)|\bsorted\b|\bfacs\b|\bmacs\b|isolated|purified|"
                             r"\bcells?\b|cytes?\b|blasts?\b|\bpbmcs?\b")
 _TISSUE = re.compile(r"tissue|biopsy|biopsies|resection|autopsy|post.?mortem|surgical|necropsy|whole blood|"
                      r"\btumou?rs?\b|specimen")
 _EXPLICIT_TYPES = (("xenograft", _XENO), ("organoid", _ORGANOID),
-                   ("in-vitro differentiated", re.compile(r"in.?vitro differentiated|differentiated")),
+                   ("in-vitro differentiated", re.compile(r"in.?vitro differentiated|(?<!un)differentiated")),
                    ("cell line", re.compile(r"cell ?line")), ("primary cells", re.compile(r"primary cells?|cells?\b")),
                    ("primary tissue", re.compile(r"tissue|biopsy|surgical|primary tumou?r|whole blood")))
 
@@ -233,7 +236,7 @@ def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has
     if _XENO.search(low):
         return "xenograft", 0.85
     stem = bool(_STEM.search(low))
-    if stem and _DIFF.search(low) or (explicit == "in-vitro differentiated"):
+    if stem and _DIFF.search(low) or _DIFF_ALONE.search(low) or explicit == "in-vitro differentiated":
         return "in-vitro differentiated", 0.8
     if _ORGANOID.search(low):
         return "organoid", 0.85

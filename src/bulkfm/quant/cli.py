@@ -109,7 +109,12 @@ def _batch(args: argparse.Namespace) -> int:
         download={"method": args.download_method, "retries": args.retries},
     )
     log.info("batch %s: %d samples", args.batch, len(members))
-    table = run_batch(members, settings, Path(args.out))
+    from bulkfm.quant.aggregate import Tx2GeneMismatch
+
+    try:
+        table = run_batch(members, settings, Path(args.out))
+    except Tx2GeneMismatch as exc:
+        raise UserError(str(exc)) from None
     counts = table["status"].value_counts().to_dict()
     log.info("batch %s done: %s", args.batch, counts)
     return 0

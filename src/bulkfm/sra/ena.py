@@ -30,7 +30,12 @@ FILEREPORT_FIELDS = (
     "study_accession,secondary_study_accession,tax_id,scientific_name,library_strategy,"
     "library_selection,library_layout,library_source,instrument_model,instrument_platform,"
     "read_count,base_count,experiment_title,sample_title,study_title,run_alias,experiment_alias,"
-    "sample_alias,fastq_ftp,fastq_md5,fastq_bytes"
+    "sample_alias,fastq_ftp,fastq_md5,fastq_bytes,"
+    # sample characteristics ENA indexes per run: attributes when no SAMPLE XML is available
+    "sample_description,cell_line,cell_type,dev_stage,sex,tissue_type,isolation_source,host_body_site"
+)
+ATTRIBUTE_FIELDS = (
+    "sample_description", "cell_line", "cell_type", "dev_stage", "sex", "tissue_type", "isolation_source", "host_body_site",
 )
 _GSM = re.compile(r"^(GSM\d{1,10})(?:_|$)")
 _RANGE = re.compile(r"^([SED]R[RXSP])(\d+)-\1(\d+)$")
@@ -104,6 +109,9 @@ def filereport_row(rec: dict[str, str]) -> dict[str, Any]:
         "fastq_bytes": _none(g("fastq_bytes")),
         "source": "ena",
     }
+    attrs = {k: v for k in ATTRIBUTE_FIELDS if (v := _none(g(k)))}
+    # a fallback only: the SAMPLE XML's full attribute list wins (see ena_runs)
+    row["ena_attributes"] = json.dumps(attrs, ensure_ascii=False, sort_keys=True) if attrs else None
     row.update(
         _route(
             [g("secondary_sample_accession"), g("sample_accession"), g("secondary_study_accession"), g("study_accession")]
@@ -122,8 +130,10 @@ def filereport(accession: str, sess: requests.Session, endpoints: Endpoints, pol
         params={"accession": accession, "result": "read_run", "fields": FILEREPORT_FIELDS, "format": "tsv"},
     )
     if r.status_code in (204, 400, 404) or not r.text.strip():
-        # ENA answers 204/400 (with a JSON message) for accessions it does not have.
-        log.debug("ENA filereport for %s: HTTP %s %s", accession, r.status_code, r.text[:200])
+        # ENA answers 204/400 (with a JSON message) for accessions it does not have; a 400 also
+        # means a rejected field list, so its message is shown.
+        (log.warning if r.status_code == 400 else log.debug)(
+            "ENA filereport for %s: HTTP %s %s", accession, r.status_code, r.text[:200])
         return []
     r.raise_for_status()
     rows = []
@@ -345,8 +355,6 @@ def ena_runs(
                 row: dict[str, Any] = {"run": run, "source": "ena"}
                 if rec["kind"] == "EXPERIMENT":
                     row["experiment"] = accession
-                    if len(runs) > 1:  # experiment-level counts are sums over runs
-                        rec = {**rec, "read_count": None, "base_count": None}
                 elif rec["kind"] == "SAMPLE":
                     row["sample" if accession[1:3] == "RS" else "biosample"] = accession
                 elif rec["kind"] == "STUDY":
@@ -355,4 +363,8 @@ def ena_runs(
                 rows.append(row)
     if rows and xml_enrich:
         enrich(rows, sess, endpoints, policy, batch)
+    for r in rows:
+        fallback = r.pop("ena_attributes", None)
+        if r.get("attributes") is None:
+            r["attributes"] = fallback
     return rows

@@ -1,0 +1,143 @@
+"""bulkfm train end to end on real data: outputs, resume == uninterrupted, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import bulkfm.model
+from bulkfm.cli import main
+from bulkfm.train import loop
+from bulkfm.train.config import load_config
+from bulkfm.train.run import train
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "weights.safetensors"))
+
+
+def test_train_writes_loadable_outputs(tcga_small, tiny_config: Path, tmp_path: Path) -> None:
+    matrix, labels = tcga_small
+    out = tmp_path / "run"
+    rc = main(["train", "--matrix", str(matrix), "--labels", str(labels), "--out", str(out),
+               "--config", str(tiny_config), "--no-progress"])
+    assert rc == 0
+    for name in ("config.json", "genes.txt", "splits.tsv", "metrics.csv", "training_curves.png",
+                 "graph/edges.parquet", "ae/manifest.json", "model/manifest.json"):
+        assert (out / name).exists(), name
+    model = bulkfm.model.load(out)  # one call, no workflow
+    assert model.kind == "bulkformer" and len(model.genes) == 60
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.groupby("stage")["step"].max()) == [6, 6]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["resolved"]["use_esm2"] is False  # no esm2.pt given -> learned gene embedding
+    # embed-samples on the same matrix
+    emb = tmp_path / "emb"
+    assert main(["embed-samples", str(out), "--matrix", str(matrix), "-o", str(emb)]) == 0
+    s = pd.read_parquet(emb / "sample_embeddings.parquet")
+    g = pd.read_parquet(emb / "gene_embeddings.parquet")
+    assert s.shape == (40, 1 + 16 + 8) and g.shape == (60, 1 + 16)
+
+
+class _StopAfter(loop.StopFlag):
+    """Acts as if SIGTERM arrived after ``n`` steps (checked once per step)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self._sig = None
+
+    @property  # type: ignore[override]
+    def signal(self):
+        self.n -= 1
+        return 15 if self.n < 0 else None
+
+    @signal.setter
+    def signal(self, value) -> None:
+        pass
+
+
+def test_resume_equals_uninterrupted(tcga_small, tiny_config: Path, tmp_path: Path,
+                                     monkeypatch) -> None:
+    matrix, labels = tcga_small
+    tcfg = load_config(tiny_config)
+    train(str(matrix), tmp_path / "straight", tcfg, labels=str(labels), progress=False)
+
+    out = tmp_path / "interrupted"
+    for stop_after in (3, 5):  # stops in stage 1 at step 3, then in stage 2 at step 2
+        monkeypatch.setattr("bulkfm.train.run.StopFlag", lambda n=stop_after: _StopAfter(n))
+        with pytest.raises(loop.Preempted, match="Rerun the same command"):
+            train(str(matrix), out, tcfg, labels=str(labels), progress=False)
+    monkeypatch.setattr("bulkfm.train.run.StopFlag", loop.StopFlag)
+    assert (out / "checkpoints" / "model" / "step-00000002" / "manifest.json").exists()
+    train(str(matrix), out, tcfg, labels=str(labels), progress=False)
+
+    for stage in ("ae", "model"):
+        a, b = _weights(tmp_path / "straight" / stage), _weights(out / stage)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (stage, k)
+    m1 = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    m2 = pd.read_csv(out / "metrics.csv")
+    assert np.allclose(m1["loss"], m2["loss"])  # same batches, masks and losses
+
+
+def test_resume_with_changed_config_is_refused(tcga_small, tiny_config: Path,
+                                               tmp_path: Path, capsys) -> None:
+    matrix, labels = tcga_small
+    out = tmp_path / "run"
+    args = ["train", "--matrix", str(matrix), "--out", str(out), "--config", str(tiny_config),
+            "--no-progress"]
+    assert main(args) == 0
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(tiny_config.read_text().replace("mask_fraction", "x") +
+                       "mask_fraction: 0.3\n")
+    assert main(args[:-3] + ["--config", str(changed), "--no-progress"]) == 2
+    assert "mask_fraction" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_a_clear_error_and_no_checkpoint(tcga_small, tiny_config: Path,
+                                                             tmp_path: Path,
+                                                             monkeypatch) -> None:
+    matrix, _ = tcga_small
+
+    def nan_loss(module, x, mask, x_in):
+        return module(x_in)[0].mean() * float("nan")
+
+    monkeypatch.setattr("bulkfm.train.run.ae_loss", nan_loss)
+    with pytest.raises(loop.Diverged, match="loss is nan"):
+        train(str(matrix), tmp_path / "run", load_config(tiny_config), progress=False)
+    assert not (tmp_path / "run" / "checkpoints" / "ae").exists()
+
+
+@pytest.mark.parametrize("bad,message", [(np.nan, "NaN/Inf"), (-3.0, "negative values")])
+def test_bad_values_name_the_sample(tcga_small, tiny_config: Path, tmp_path: Path, capsys,
+                                    bad: float, message: str) -> None:
+    matrix, _ = tcga_small
+    table = pd.read_parquet(matrix)
+    sample = table.columns[5]
+    table.loc[3, sample] = bad
+    broken = tmp_path / "broken.parquet"
+    table.to_parquet(broken, index=False)
+    rc = main(["train", "--matrix", str(broken), "--out", str(tmp_path / "run"),
+               "--config", str(tiny_config), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and sample in err
+
+
+def test_graph_for_other_genes_is_refused(tcga_small, tiny_config: Path, tmp_path: Path,
+                                          capsys) -> None:
+    from bulkfm.graph.io import write_edges
+
+    matrix, _ = tcga_small
+    graph = tmp_path / "edges.parquet"
+    write_edges(graph, ["ENSG01", "ENSG02"], ["ENSG02", "ENSG03"], np.array([0.9, 0.8]))
+    rc = main(["train", "--matrix", str(matrix), "--out", str(tmp_path / "run"),
+               "--config", str(tiny_config), "--graph", str(graph), "--no-progress"])
+    assert rc == 2 and "no edge connects two model genes" in capsys.readouterr().err
