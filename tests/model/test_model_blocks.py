@@ -108,6 +108,7 @@ def test_bulkformer_ablation_switches(switches: dict) -> None:
                        has_protein=torch.rand(n) > 0.3 if cfg.use_esm2 else None,
                        edge_index=ei if cfg.use_gcn else None,
                        edge_weight=ew if cfg.use_gcn else None)
+    torch.nn.init.normal_(model.head[-1].weight, std=0.5)  # as after training (starts at 0)
     x = torch.rand(4, n) * 8
     x_masked = x.clone()
     x_masked[:, :5] = cfg.mask_value

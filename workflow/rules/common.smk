@@ -44,9 +44,14 @@ def batch_signature(wildcards):
     return bs.batch_signature(bs.batch_members(planned_samples(), wildcards.batch, BATCH_SIZE))
 
 
-def all_targets():
-    targets = [
-        f"{OUT}/matrix/matrix.json",
+def provenance_inputs():
+    """The final outputs whose checksums the provenance records."""
+    return [
+        f"{OUT}/matrix",
         f"{OUT}/qc/qc.tsv",
-    ]
-    return targets
+        f"{OUT}/qc/failed.tsv",
+    ] + ([f"{OUT}/qc/multiqc/multiqc_report.html"] if config["quant"]["multiqc"] else [])
+
+
+def all_targets():
+    return provenance_inputs() + [f"{OUT}/provenance"]

@@ -9,13 +9,12 @@ if MX["archs4"]:
             h5=MX["archs4"],
             gene_table=MX["gene_table"] or [],
         output:
-            f"{OUT}/matrix/matrix.json",
+            directory(f"{OUT}/matrix"),
         log:
             f"{LOGS}/matrix.log",
         benchmark:
             f"{BENCH}/matrix.tsv"
         params:
-            out=f"{OUT}/matrix",
             gene_table=lambda wc, input: f"--gene-table {input.gene_table}" if input.gene_table else "",
             types=",".join(MX["gene_types"]) or "all",
         resources:
@@ -25,7 +24,7 @@ if MX["archs4"]:
             "../../envs/bulkfm.yaml"
         shell:
             "bulkfm matrix import-archs4 {input.h5} {params.gene_table} --gene-types {params.types} "
-            "-o {params.out} > {log} 2>&1"
+            "-o {output} > {log} 2>&1"
 
 else:
 
@@ -34,13 +33,12 @@ else:
             qc=f"{OUT}/qc/qc.tsv",
             reference=f"{OUT}/reference/genes",
         output:
-            f"{OUT}/matrix/matrix.json",
+            directory(f"{OUT}/matrix"),
         log:
             f"{LOGS}/matrix.log",
         benchmark:
             f"{BENCH}/matrix.tsv"
         params:
-            out=f"{OUT}/matrix",
             quant=f"{OUT}/quant",
             types=",".join(MX["gene_types"]) or "all",
             cfa=MX["counts_from_abundance"],
@@ -53,4 +51,4 @@ else:
         shell:
             "bulkfm matrix build --qc {input.qc} --quant-dir {params.quant} "
             "--reference {input.reference} --gene-types {params.types} "
-            "--counts-from-abundance {params.cfa} {params.renorm} -o {params.out} > {log} 2>&1"
+            "--counts-from-abundance {params.cfa} {params.renorm} -o {output} > {log} 2>&1"

@@ -102,3 +102,25 @@ rule quant_qc:
         "../../envs/bulkfm.yaml"
     shell:
         "bulkfm quant qc {input} --qc {output.qc} --failed {output.failed} > {log} 2>&1"
+
+
+rule multiqc:
+    # MultiQC's Salmon module over every sample (mapping rates, library types, fragment lengths).
+    input:
+        f"{OUT}/qc/qc.tsv",
+    output:
+        report=f"{OUT}/qc/multiqc/multiqc_report.html",
+        stats=f"{OUT}/qc/multiqc/multiqc_data/multiqc_general_stats.txt",
+    log:
+        f"{LOGS}/multiqc.log",
+    params:
+        samples=f"{OUT}/quant/samples",
+        outdir=f"{OUT}/qc/multiqc",
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "multiqc --force --no-ansi --module salmon --title bulkfm -o {params.outdir} "
+        "{params.samples} > {log} 2>&1"

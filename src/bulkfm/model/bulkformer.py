@@ -4,7 +4,11 @@
       AE context   z = AE.encode(x)                       [B, 320]  (switchable)
       tokens       identity(g) + REE(x) + proj(z)          [B, G, d]
       block x L    h = h + GCN(LN h);  h = Performer(h)    [B, G, d]  (GCN switchable)
-      head         mean_g + std_g * MLP(LN h)              [B, G]  (train gene stats)
+      head         mean_g + std_g * (AE_recon_z + MLP(LN h))  [B, G]  (train gene stats)
+
+The head's last layer starts at zero, so an untrained trunk predicts the AE's reconstruction
+(or the gene mean without AE): the trunk learns what the graph and attention add on top
+(``ae_residual``; switch it off to predict from the tokens alone).
 
 The AE is part of the module (its weights are in the checkpoint) but is trained in stage 1 and
 frozen in stage 2. Sample embedding = mean of the final hidden states over genes [B, d].
@@ -63,10 +67,13 @@ class BulkFormer(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
                                   nn.Linear(cfg.d_model, 1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, G] (masked = mask value) -> final hidden states [B, G, d]."""
-        context = self.ae.encode(x) if self.ae is not None else None  # [B, latent]
+        if context is None and self.ae is not None:
+            context = self.ae.encode(x)  # [B, latent]
         h = self.tokenizer(x, context)
         adj = self.graph.adjacency() if self.graph is not None else None
         for block in self.blocks:
@@ -74,7 +81,14 @@ class BulkFormer(nn.Module):
         return self.norm(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scaler.inverse(self.head(self.hidden(x)).squeeze(-1))  # [B, G] log1p
+        """x [B, G] log1p with masked genes = mask value -> predicted log1p [B, G]."""
+        context = base = None
+        if self.ae is not None:
+            context = self.ae.encode(x)  # [B, latent]
+            if self.config.ae_residual:
+                base = self.ae.decoder(context).float()  # AE reconstruction, z units [B, G]
+        out = self.head(self.hidden(x, context)).squeeze(-1).float()  # [B, G] z units
+        return self.scaler.inverse(out if base is None else base + out)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

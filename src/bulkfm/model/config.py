@@ -23,6 +23,7 @@ class ModelConfig:
     use_esm2: bool = True  # gene identity from ESM2 (+ learned vector for genes without protein)
     esm2_dim: int = 0  # width of the ESM2 vectors (0 = none loaded)
     use_ae_context: bool = True
+    ae_residual: bool = True  # predict a correction to the AE's reconstruction (needs the AE)
     ree_theta_min: float = 0.1  # geometric ladder of REE wavelengths, in log1p units
     ree_theta_max: float = 100.0
     mask_value: float = -10.0  # stands for "masked"; a measured zero stays 0

@@ -274,6 +274,8 @@ def parse_xml_records(text: str) -> dict[str, dict[str, Any]]:
                 runs=_first_run_links(links),
             )
         out[acc] = rec
+        if rec.get("biosample"):  # a SAMPLE asked for by its BioSample id
+            out.setdefault(rec["biosample"], rec)
     return out
 
 

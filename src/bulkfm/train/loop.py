@@ -205,7 +205,8 @@ def validation_loss(module: nn.Module, loss: LossFn, data: SubsetMatrix, rows: n
 
 def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows: np.ndarray,
               tcfg: TrainConfig, out: Path, d: Dist, genes: list[str], stop: StopFlag,
-              metrics: MetricsLog, bf16: bool, frozen: nn.Module | None = None) -> nn.Module:
+              metrics: MetricsLog, bf16: bool, frozen: nn.Module | None = None,
+              progress: bool = True) -> nn.Module:
     """Train ``stage.module`` for ``stage.cfg.steps`` steps (or resume / skip if done)."""
     module = stage.module.to(d.device)
     final = out / stage.name
@@ -240,7 +241,7 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
                              d.rank, d.world)
     sid = STAGE_IDS[stage.name]
     bar = tqdm(total=stage.cfg.steps, initial=start, desc=f"train {stage.name}", unit="step",
-               disable=not d.main)
+               disable=not (d.main and progress))
     t0 = time.perf_counter()
     for step in range(start, stage.cfg.steps):
         t_step = time.perf_counter()

@@ -64,7 +64,7 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
                              cfg.mask_value)
             ae = run_stage(Stage("ae", "autoencoder", ae, cfg, tcfg.ae, ae_loss), prep.data,
                            prep.train_rows, prep.val_rows, tcfg, out, d, prep.genes, stop,
-                           metrics, bf16)
+                           metrics, bf16, progress=progress)
             torch.manual_seed(tcfg.seed + 1)
             model = BulkFormer(cfg, esm2=prep.esm2, has_protein=prep.has_protein,
                                edge_index=prep.edge_index, edge_weight=prep.edge_weight,
@@ -74,7 +74,7 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
                 model.ae.requires_grad_(False)  # stage 1's context, frozen in stage 2
             run_stage(Stage("model", "bulkformer", model, cfg, tcfg.transformer, masked_loss),
                       prep.data, prep.train_rows, prep.val_rows, tcfg, out, d, prep.genes, stop,
-                      metrics, bf16, frozen=model.ae)
+                      metrics, bf16, frozen=model.ae, progress=progress)
         if d.main:
             plot_training_curves(out / "metrics.csv", out / "training_curves.png")
             summary = {"out": str(out), "genes": len(prep.genes),
