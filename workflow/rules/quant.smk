@@ -122,5 +122,6 @@ rule multiqc:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "multiqc --force --no-ansi --module salmon --title bulkfm -o {params.outdir} "
+        "multiqc --force --no-ansi --module salmon --title bulkfm --filename multiqc_report.html "
+        "-o {params.outdir} "
         "{params.samples} > {log} 2>&1"

@@ -232,6 +232,10 @@ def pcc_topk(
         chunk = min(chunk, DEFAULT_IN_MEMORY_CHUNK)
     chunk = max(1, min(chunk, g))
     n_chunks = math.ceil(g / chunk)
+    if not in_memory and n_chunks > 8:
+        log.warning("memory budget %.1f GB allows %d-gene chunks: the train rows will be read "
+                    "%d times; raise --max-memory-gb to read them fewer times", max_memory_gb,
+                    chunk, n_chunks + 1)
 
     # Pass 1: statistics (and, in memory mode, the rows themselves).
     acc = _Accumulator()
