@@ -76,3 +76,14 @@ def test_load_graph_bad_files(tmp_path):
     pd.DataFrame({"a": ["x"], "b": ["y"]}).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="missing columns"):
         load_graph(tmp_path / "bad.parquet", ["x", "y"])
+
+
+def test_load_graph_drops_self_loops_from_merged_ids(tmp_path, caplog):
+    path = tmp_path / "edges.parquet"
+    write_edges(path, ["MYC|4609", "MYC|4609"], ["ENSG00000136997.15", "EGFR|1956"],
+                np.array([0.7, 0.6], dtype=np.float32))
+    with caplog.at_level(logging.WARNING):
+        ei, w = load_graph(path, ["ENSG00000136997", "ENSG00000146648"],
+                           gene_names=["MYC", "EGFR"])
+    assert ei.tolist() == [[0], [1]] and w.tolist() == pytest.approx([0.6])
+    assert "dropped 1 self-loops" in caplog.text

@@ -110,7 +110,7 @@ rule multiqc:
         f"{OUT}/qc/qc.tsv",
     output:
         report=f"{OUT}/qc/multiqc/multiqc_report.html",
-        stats=f"{OUT}/qc/multiqc/multiqc_data/multiqc_general_stats.txt",
+        stats=f"{OUT}/qc/multiqc/multiqc_report_data/multiqc_general_stats.txt",
     log:
         f"{LOGS}/multiqc.log",
     params:
