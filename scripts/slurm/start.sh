@@ -135,7 +135,9 @@ if ! alive "$STATE/mysql/mariadb.pid"; then
   echo mariadb >> "$STATE/started"
 fi
 wait_for 30 MariaDB mariadb -e 'SELECT 1'
+# A clean accounting database too: job ids restart at 1 with the wiped controller state.
 mariadb <<EOF
+DROP DATABASE IF EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';

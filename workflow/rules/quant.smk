@@ -91,8 +91,10 @@ rule quant_qc:
     input:
         batch_tables,
     output:
-        qc=f"{OUT}/qc/qc.tsv",
-        failed=f"{OUT}/qc/failed.tsv",
+        qc=report(f"{OUT}/qc/qc.tsv", caption="../report/qc.rst", category="1. Quantification",
+                  labels={"table": "per-sample QC"}),
+        failed=report(f"{OUT}/qc/failed.tsv", caption="../report/failed.rst",
+                      category="1. Quantification", labels={"table": "excluded samples"}),
     log:
         f"{LOGS}/quant_qc.log",
     resources:
@@ -109,7 +111,8 @@ rule multiqc:
     input:
         f"{OUT}/qc/qc.tsv",
     output:
-        report=f"{OUT}/qc/multiqc/multiqc_report.html",
+        report=report(f"{OUT}/qc/multiqc/multiqc_report.html", caption="../report/multiqc.rst",
+                      category="1. Quantification", labels={"report": "MultiQC"}),
         stats=f"{OUT}/qc/multiqc/multiqc_report_data/multiqc_general_stats.txt",
     log:
         f"{LOGS}/multiqc.log",
