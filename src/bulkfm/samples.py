@@ -14,6 +14,7 @@ to a sheet changes only the last batch (earlier batches keep their members and s
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,26 @@ def batch_signature(members: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
-def attributes_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Extra sheet columns as per-sample attributes (for samples that have no SRA record)."""
-    extra = [c for c in df.columns if c not in RESERVED | {"kind"}]
-    return df[["sample", *extra]].rename(columns={"sample": "sample_id"})
+def local_metadata(df: pd.DataFrame) -> pd.DataFrame:
+    """``sra/metadata.parquet`` rows for local-FASTQ samples.
+
+    They have no SRA record: the sheet's extra columns are their attributes (JSON, as BioSample
+    attributes are), and columns named like run-table fields (study, library_layout, ...) fill
+    those fields too.
+    """
+    from bulkfm.sra.resolve import COLUMNS
+
+    local = df[df["kind"] == "local"]
+    extra = [c for c in local.columns if c not in RESERVED | {"kind"}]
+    out = pd.DataFrame({c: pd.Series([None] * len(local), dtype=object) for c in COLUMNS})
+    out["run"] = local["sample"].to_numpy()
+    out["sample"] = local["sample"].to_numpy()
+    out["input_accession"] = local["fastq_1"].to_numpy()
+    out["library_layout"] = ["PAIRED" if f else "SINGLE" for f in local["fastq_2"]]
+    out["source"] = "sample_sheet"
+    for col in extra:
+        if col in COLUMNS and col not in ("run", "sample"):
+            out[col] = local[col].replace("", None).to_numpy()
+    out["attributes"] = [json.dumps({k: v for k, v in zip(extra, row) if v != ""})
+                         for row in local[extra].itertuples(index=False)]
+    return out

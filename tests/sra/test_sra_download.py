@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sra_replay import ReplayServer
 
-from bulkfm.sra.download import DownloadError, fetch_fastq, manifest_path
+from bulkfm.sra.download import DownloadError, fetch_fastq, https_url, manifest_path, select_mates
 from bulkfm.sra.fastq import check_fastq
 from bulkfm.sra.net import Endpoints
 
@@ -105,6 +105,19 @@ def test_refuses_urls_outside_ena(tmp_path: Path, endpoints: Endpoints) -> None:
             _fetch(tmp_path, endpoints, ena_urls=[bad])
 
 
+def test_select_mates_and_url_mapping(endpoints: Endpoints) -> None:
+    base = "ftp.sra.ebi.ac.uk/vol1/fastq/SRR842/008/SRR8426358/SRR8426358"
+    # paired run with unpaired reads: ENA lists RUN.fastq.gz too; only _1/_2 are used
+    targets, sums = select_mates("SRR8426358", [f"{base}.fastq.gz", f"{base}_1.fastq.gz", f"{base}_2.fastq.gz"], ["a", "b", "c"])
+    assert [n for _, n in targets] == ["SRR8426358_1.fastq.gz", "SRR8426358_2.fastq.gz"] and sums == ["b", "c"]
+    targets, sums = select_mates("SRR8426358", [f"{base}.fastq.gz"], None)
+    assert [n for _, n in targets] == ["SRR8426358.fastq.gz"] and sums == [None]
+    with pytest.raises(DownloadError, match="md5"):
+        select_mates("SRR8426358", [f"{base}_1.fastq.gz", f"{base}_2.fastq.gz"], ["a"])
+    assert https_url(f"ftp://{base}_1.fastq.gz", endpoints) == endpoints.ena_fastq + base[len("ftp.sra.ebi.ac.uk"):] + "_1.fastq.gz"
+    assert https_url(f"{base}_1.fastq.gz", Endpoints()).startswith("https://ftp.sra.ebi.ac.uk/vol1/fastq/SRR842/")
+
+
 def test_urls_looked_up_in_filereport(tmp_path: Path, replay: ReplayServer, endpoints: Endpoints) -> None:
     # real filereport for SRR8426358 lists its two FASTQ files; the bytes are not here -> 404
     with pytest.raises(DownloadError, match=r"SRR8426358_1\.fastq\.gz.*404"):
@@ -184,7 +197,7 @@ def test_fasterq_dump_paired_single_and_unpaired(tmp_path: Path, shared_data: Pa
             seen.add(lines[i].split()[0])
             s += lines[i : i + 4]
     s = s[: 4 * 1500]
-    sra = make_sra(tmp_path, "SRR0000003", [s])
+    sra = make_sra(tmp_path, "SRR0000003", [s]).rename(tmp_path / "my upload.sra")  # any file name works
     files = fetch_fastq("SRR0000003", tmp_path / "out", method="sra-tools", sra_path=sra)
     assert [f.name for f in files] == ["SRR0000003.fastq"]
     assert check_fastq(files, "SRR0000003").reads == 1500 and not check_fastq(files, "x").paired

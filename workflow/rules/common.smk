@@ -1,4 +1,6 @@
 # Shared planning: the sample sheet, batches, output paths. Parsed once per snakemake start.
+import json
+
 import bulkfm.samples as bs
 
 OUT = config["outdir"]
@@ -50,6 +52,7 @@ def provenance_inputs():
         f"{OUT}/matrix",
         f"{OUT}/qc/qc.tsv",
         f"{OUT}/qc/failed.tsv",
+        f"{OUT}/sra/metadata.parquet",
     ] + ([f"{OUT}/qc/multiqc/multiqc_report.html"] if config["quant"]["multiqc"] else [])
 
 

@@ -1,6 +1,8 @@
 # quant: salmon index once per reference, then per-batch download + quant + gene aggregation.
 REF = config["quant"]["reference"]
 QC = config["quant"]["qc"]
+# A prebuilt index (site-wide, or from an earlier run) skips salmon_index.
+INDEX = REF["index"] or f"{OUT}/reference/salmon_index"
 
 
 rule salmon_index:
@@ -53,7 +55,7 @@ rule reference_genes:
 rule quant_batch:
     input:
         sheet=BATCH_SHEET,
-        index=f"{OUT}/reference/salmon_index",
+        index=INDEX,
         reference=f"{OUT}/reference/genes",
         fastqs=batch_fastqs,
     output:
@@ -72,8 +74,8 @@ rule quant_batch:
         qc=(f"--min-mapping-rate {QC['min_mapping_rate']} --min-reads {QC['min_reads']} "
             f"--min-mapped {QC['min_mapped']} --library-type {QC['library_type']}"),
         extra=(f"--libtype {config['quant']['libtype']} --on-error {config['quant']['on_error']} "
-               f"--transcript-quant {config['quant']['transcript_quant']} "
-               f"--download-method {config['sra']['download_method']} --retries {config['sra']['retries']}"),
+               f"--transcript-quant {config['quant']['transcript_quant']}"),
+        sra=json.dumps(config["sra"]),
     threads: config["quant"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: config["quant"]["mem_mb"] * attempt,
@@ -84,7 +86,8 @@ rule quant_batch:
         "bulkfm quant batch --sheet {input.sheet} --batch {wildcards.batch} "
         "--batch-size {params.batch_size} --index {input.index} --reference {input.reference} "
         "--outdir {params.outdir} --fastq-dir {params.fastq_dir} -o {output} --threads {threads} "
-        "{params.qc} {params.extra} {params.keep} {params.check} > {log} 2>&1"
+        "{params.qc} {params.extra} {params.keep} {params.check} --sra-config {params.sra:q} "
+        "> {log} 2>&1"
 
 
 rule quant_qc:

@@ -13,7 +13,7 @@ checkpoint sra_metadata:
     benchmark:
         f"{BENCH}/sra_metadata.tsv"
     params:
-        human=lambda wc: "" if config["sra"]["human_rnaseq_only"] else "--no-human-filter",
+        sra=json.dumps(config["sra"]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -21,4 +21,4 @@ checkpoint sra_metadata:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm sra resolve --sheet {input.sheet} -o {output.table} {params.human} > {log} 2>&1"
+        "bulkfm sra resolve --sheet {input.sheet} -o {output.table} --config {params.sra:q} > {log} 2>&1"

@@ -41,6 +41,7 @@ def organism_level(index: TermIndex, tid: str) -> bool:
     """'female organism', 'adult organism', 'multicellular organism': sex/stage, not a tissue."""
     t = index.get(tid)
     return bool(t and t.ontology == "UBERON" and (tid == "UBERON:0000468" or t.label.endswith(" organism")))
+_GLUED_CELL = re.compile(r"\b([a-z0-9]{1,6})cell(s?)\b")  # 'tcell', 'bcells', 'nkcell' (GEO-processed text)
 _CVCL_CONTEXT = re.compile(r"cell ?lines?|cells?\b")
 
 
@@ -124,7 +125,7 @@ class Matcher:
         if field == "cell_line":
             return self._scan_cell_lines(text)
         table = self._scan_table(field)
-        tokens = norm(text).split()
+        tokens = _GLUED_CELL.sub(r"\1 cell\2", norm(text)).split()
         counts: Counter[str] = Counter()
         first: dict[str, Hit] = {}
         i = 0
@@ -146,9 +147,39 @@ class Matcher:
             h = first[tid]
             h.count = c
             out.append(h)
+        # a general mention refines to a specific one found too ('leukocyte' ... 'T cell'):
+        # the ancestor's mentions count for the descendant and the ancestor is dropped
+        if len(out) > 1:
+            keep = []
+            for h in out:
+                below = [o for o in out if o is not h and self.index.is_a(o.id, h.id)]
+                if below:
+                    for o in below:
+                        o.count += h.count
+                else:
+                    keep.append(h)
+            out = keep
         # more mentions first, then longer (more specific) phrases, then deeper terms
         out.sort(key=lambda h: (-h.count, -len(h.matched), -self.index.depth(h.id)))
         return out
+
+    def compose(self, cell_id: str, tissue_id: str) -> str | None:
+        """The CL term for 'cell of tissue' when the ontology has one ('fibroblast' + 'lung' ->
+        'fibroblast of lung', 'skin fibroblast'): the specific answer a text implies by naming both."""
+        c, t = self.index.get(cell_id), self.index.get(tissue_id)
+        if not c or not t:
+            return None
+        cell_names = [c.label] + [x for x in c.all_synonyms() if len(x) > 3][:8]
+        tissue_names = [t.label] + [x for x in t.all_synonyms() if len(x) > 3][:8]
+        tissue_names += [p for p, (tid, _) in self.lex.get("tissue", {}).items() if tid == tissue_id]
+        for cn in cell_names:
+            for tn in tissue_names:
+                for phrase in (f"{cn} of {tn}", f"{tn} {cn}"):
+                    for tid, _ in self.index.find(phrase, ("CL",)):
+                        tid = self.index.resolve(tid)
+                        if tid and tid != cell_id and self.index.is_a(tid, cell_id):
+                            return tid
+        return None
 
     def _scan_cell_lines(self, text: str) -> list[Hit]:
         if self._common_words is None:

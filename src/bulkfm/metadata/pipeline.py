@@ -463,6 +463,13 @@ class Harmonizer:
 
     # ---------------------------------------------------------------- derived fields
     def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
+        # 'fibroblast' + tissue 'lung' -> 'fibroblast of lung' when CL has that term
+        ct, ts = f["cell_type"], f["tissue"]
+        if ct.ontology_id and ts.ontology_id and ct.method in ("lexicon", "embedding"):
+            sharper = self.matcher.compose(ct.ontology_id, ts.ontology_id)
+            if sharper:
+                f["cell_type"] = FieldValue(self.index.label(sharper), sharper, f"{ct.source}+{ts.source}"[:200],
+                                            ct.method, round(min(ct.confidence, ts.confidence), 3))
         # disease of a known cell line's donor, when the record names none
         cl = f["cell_line"]
         if f["disease"].empty and cl.ontology_id and cl.confidence >= 0.6:

@@ -53,6 +53,7 @@ class BatchSettings:
     transcript_quant: str = "gzip"  # gzip | plain | none: what to keep of quant.sf
     check_fastq: bool = True
     download: dict = field(default_factory=dict)  # passed to bulkfm.sra.download.fetch_fastq
+    fastq_urls: dict = field(default_factory=dict)  # run -> (ENA URLs, md5s) from the runs table
 
 
 def sample_dir(outdir: Path, sample: str) -> Path:
@@ -72,7 +73,11 @@ def _fetch(sample: Sample, settings: BatchSettings) -> tuple[list[Path], bool]:
     from bulkfm.sra.download import fetch_fastq
 
     dest = settings.fastq_dir / sample.sample
-    paths = fetch_fastq(sample.run, dest, threads=settings.threads, **settings.download)
+    urls, md5s = settings.fastq_urls.get(sample.run, (None, None))
+    # Partial downloads live outside ``dest`` so that deleting a failed sample's folder keeps
+    # them, and the next run resumes them (HTTP Range).
+    paths = fetch_fastq(sample.run, dest, threads=settings.threads, ena_urls=urls, md5s=md5s,
+                        tmp_dir=settings.fastq_dir / ".partial", **settings.download)
     return list(paths), not settings.keep_fastq
 
 

@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--fastq-dir", default="results/fastq")
     b.add_argument("--transcript-quant", choices=["gzip", "plain", "none"], default="gzip")
     b.add_argument("--no-check-fastq", action="store_true")
-    b.add_argument("--download-method", default="auto", choices=["auto", "sra-tools", "ena"])
-    b.add_argument("--retries", type=int, default=3)
+    b.add_argument("--sra-config", help="the sra settings (YAML file or JSON text): download "
+                   "method, retries, endpoints; default: built-in defaults")
     b.set_defaults(func=_batch)
 
     s = q.add_parser("qc", help="merge batch summaries into qc.tsv and failed.tsv")
@@ -106,7 +106,8 @@ def _batch(args: argparse.Namespace) -> int:
                         min_reads_mapped=args.min_mapped, library_type=args.library_type),
         on_error=args.on_error, keep_fastq=args.keep_fastq, fastq_dir=Path(args.fastq_dir),
         transcript_quant=args.transcript_quant, check_fastq=not args.no_check_fastq,
-        download={"method": args.download_method, "retries": args.retries},
+        download=_download_settings(args.sra_config),
+        fastq_urls=_ena_urls(Path(args.sheet)),
     )
     log.info("batch %s: %d samples", args.batch, len(members))
     from bulkfm.quant.aggregate import Tx2GeneMismatch
@@ -118,6 +119,26 @@ def _batch(args: argparse.Namespace) -> int:
     counts = table["status"].value_counts().to_dict()
     log.info("batch %s done: %s", args.batch, counts)
     return 0
+
+
+def _download_settings(value: str | None) -> dict:
+    from bulkfm.sra.cli import _config
+
+    kw = _config(Path(value) if value and not value.lstrip().startswith("{") else value).download_kwargs()
+    kw.pop("threads", None)  # the batch's --threads applies
+    return kw
+
+
+def _ena_urls(sheet: Path) -> dict[str, tuple[list[str], list[str] | None]]:
+    """ENA FASTQ URLs and md5s per run, when the batch reads a resolved runs table."""
+    if sheet.suffix != ".parquet":
+        return {}
+    cols = set(pd.read_parquet(sheet).columns)
+    if not {"run", "fastq_ftp", "fastq_md5"} <= cols:
+        return {}
+    table = pd.read_parquet(sheet, columns=["run", "fastq_ftp", "fastq_md5"]).dropna(subset=["fastq_ftp"])
+    return {r: (str(u).split(";"), str(m).split(";") if isinstance(m, str) and m else None)
+            for r, u, m in zip(table["run"], table["fastq_ftp"], table["fastq_md5"]) if u}
 
 
 def _qc(args: argparse.Namespace) -> int:

@@ -86,17 +86,25 @@ def read_sheet(path: Path) -> list[str]:
 
 
 def _config(path: Path | None) -> SraConfig:
+    """The sra settings: a YAML file, or the block as JSON text (how the workflow passes it)."""
     try:
+        if path is not None and str(path).lstrip().startswith("{"):
+            return SraConfig.from_mapping(json.loads(str(path)))
         return SraConfig.load(path)
     except (OSError, ValueError) as exc:
-        raise UserError(f"bad sra config {path}: {exc}") from exc
+        raise UserError(f"bad sra config: {exc}") from exc
 
 
 def _resolve(args: argparse.Namespace) -> int:
     cfg = _config(args.config)
     accs = list(args.accessions) + (read_sheet(args.sheet) if args.sheet else [])
-    if not accs:
+    local = _local_rows(args.sheet) if args.sheet else pd.DataFrame()
+    if not accs and local.empty:
         raise UserError("give accessions or --sheet with an 'accession' column")
+    if not accs:  # only local FASTQ: their metadata is the sheet's columns, no network needed
+        write_metadata(local, args.output)
+        print(f"{len(local)} local samples -> {args.output}", file=sys.stderr)
+        return 0
     kw = cfg.resolve_kwargs()
     if args.no_human_filter:
         kw.update(human_rnaseq_only=False, run_filter=None)
@@ -107,10 +115,23 @@ def _resolve(args: argparse.Namespace) -> int:
         df = resolve(accs, cache_dir=cache, **kw)
     except (AccessionError, ResolveError, NetworkError) as exc:
         raise UserError(str(exc)) from exc
+    if not local.empty:
+        df = pd.concat([df, local], ignore_index=True)
     write_metadata(df, args.output)
     kept = int(df["excluded_reason"].isna().sum())
     print(f"{len(df)} runs ({kept} kept, {len(df) - kept} excluded) -> {args.output}", file=sys.stderr)
     return 0
+
+
+def _local_rows(sheet: Path) -> pd.DataFrame:
+    """Rows for local-FASTQ samples, with the sheet's extra columns as their attributes."""
+    from bulkfm.samples import SampleSheetError, check_sheet, local_metadata
+    from bulkfm.samples import read_sheet as read_samples
+
+    try:
+        return local_metadata(check_sheet(read_samples(sheet), str(sheet)))
+    except SampleSheetError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def _download(args: argparse.Namespace) -> int:
