@@ -143,3 +143,30 @@ def test_graph_for_other_genes_is_refused(tcga_small, tiny_config: Path, tmp_pat
     rc = main(["train", "--matrix", str(matrix), "--out", str(tmp_path / "run"),
                "--config", str(tiny_config), "--graph", str(graph), "--no-progress"])
     assert rc == 2 and "no edge connects two model genes" in capsys.readouterr().err
+
+
+def test_esm2_embeddings_are_aligned_by_symbol_and_missing_genes_learned(
+        tcga_small, tiny_config: Path, tmp_path: Path, capsys) -> None:
+    from bulkfm.embed.io import save_gene_embeddings
+
+    matrix, _ = tcga_small
+    genes = pd.read_parquet(matrix, columns=["gene"])["gene"].tolist()  # SYMBOL|ENTREZ
+    symbols = [g.split("|")[0] for g in genes[:40] if not g.startswith("?")]
+    n = len(symbols)
+    record = {"genes": symbols, "embeddings": torch.randn(n, 12),
+              "has_protein": torch.arange(n) % 4 != 0, "model": "test", "embed_dim": 12}
+    esm = tmp_path / "esm2.pt"
+    save_gene_embeddings(esm, record)
+    out = tmp_path / "run"
+    assert main(["train", "--matrix", str(matrix), "--out", str(out), "--config",
+                 str(tiny_config), "--esm2", str(esm), "--no-progress"]) == 0
+    model = bulkfm.model.load(out)
+    has = model.tokenizer.identity.has_protein
+    assert model.config.use_esm2 and model.config.esm2_dim == 12
+    assert int(has.sum()) == int(record["has_protein"].sum())  # the rest: learned vectors
+    # embeddings made for other gene ids: a clear error naming the fix
+    other = tmp_path / "other.pt"
+    save_gene_embeddings(other, {**record, "genes": [f"NOTAGENE{i}" for i in range(n)]})
+    rc = main(["train", "--matrix", str(matrix), "--out", str(tmp_path / "run2"), "--config",
+               str(tiny_config), "--esm2", str(other), "--no-progress"])
+    assert rc == 2 and "use_esm2: false" in capsys.readouterr().err

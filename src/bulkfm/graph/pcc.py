@@ -22,6 +22,13 @@ Where Z lives is chosen from the memory budget:
   budget allows (at 20,000 genes and 4 GB: one chunk of all genes -> 2 reads in total).
 
 On a GPU the same code runs with the tensors on ``cuda``; on the CPU torch calls MKL/OpenBLAS.
+
+Sign convention (``sign``): the default ``positive`` keeps a neighbour when PCC >= min_pcc,
+BulkFormer's rule read literally ("PCC < 0.4 removed"). Reasons: a GCN averages neighbour
+features, which suits co-expressed genes but blurs anti-correlated ones into their opposites,
+and the symmetric normalisation D^-1/2 A D^-1/2 needs non-negative weights (a negative degree
+has no square root). ``abs`` ranks by |PCC| and keeps strong negative correlations too, stored
+with their sign, for models that can use signed edges (or to measure whether they help).
 """
 
 from __future__ import annotations
@@ -223,6 +230,10 @@ def pcc_topk(
     where = str(getattr(matrix, "path", "matrix"))
     budget = int(max_memory_gb * 2**30)
     in_memory = n * g * _F32 <= budget // 2
+    if device.type == "cuda":  # Z must also fit on the GPU, beside a few [chunk, genes] blocks
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = min(budget, int(free * 0.8))
+        in_memory = in_memory and n * g * _F32 <= budget // 2
     batch_bytes = 2 * batch_samples * g * _F32
     reserved = n * g * _F32 if in_memory else batch_bytes
     # In memory, moderate chunks keep the block cache-friendly (2048 measured fastest on TCGA);

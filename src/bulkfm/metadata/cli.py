@@ -113,7 +113,8 @@ def _setup(config_path: str | None, no_embedding: bool = False, threads: int | N
         raise _user_error(str(exc)) from None
     if no_embedding:
         cfg.settings.embedding = False
-    embedder = Embedder(index, cfg.cache_dir, threads=threads or cfg.embedding_threads) if cfg.settings.embedding else None
+    embedder = (Embedder(index, cfg.cache_dir, threads=threads or cfg.embedding_threads,
+                         synonyms_for=cfg.embedding_synonyms) if cfg.settings.embedding else None)
     try:
         rev = read_reviewed(reviewed or cfg.reviewed, index)
     except ReviewError as exc:
@@ -197,11 +198,11 @@ def _index(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     t0 = time.perf_counter()
     index = load_index(cfg.ontologies, cfg.obo_files, cfg.cache_dir)
-    print(f"{len(index.terms)} terms, {len(index.versions)} ontologies, {time.perf_counter() - t0:.1f}s")
+    print(f"{len(index)} terms, {len(index.versions)} ontologies, {time.perf_counter() - t0:.1f}s")
     for o, v in index.versions.items():
         print(f"  {o}\t{v}")
     if args.embed is not None:
-        emb = Embedder(index, cfg.cache_dir, threads=cfg.embedding_threads)
+        emb = Embedder(index, cfg.cache_dir, threads=cfg.embedding_threads, synonyms_for=cfg.embedding_synonyms)
         for onto in args.embed or list(cfg.settings.embedding_ontologies):
             t1 = time.perf_counter()
             ov = emb.vectors(onto)

@@ -14,7 +14,7 @@ from bulkfm.metadata.pipeline import Settings
 
 KNOWN = {"ontologies", "obo_files", "cache_dir", "resources", "reviewed", "llm", "review_threshold",
          "llm_threshold", "embedding", "embedding_accept", "embedding_min", "candidates", "embedding_ontologies",
-         "embedding_threads", "sex", "bias"}
+         "embedding_threads", "embedding_synonyms", "sex", "bias"}
 
 
 @dataclass
@@ -25,6 +25,7 @@ class MetadataConfig:
     resources: str | None = None
     reviewed: str | None = None
     embedding_threads: int | None = None
+    embedding_synonyms: tuple[str, ...] = ("UBERON", "CL", "HsapDv")
     settings: Settings = field(default_factory=Settings)
     llm: LLMConfig = field(default_factory=LLMConfig)
     raw: dict = field(default_factory=dict)
@@ -51,6 +52,7 @@ def load_config(path: str | os.PathLike[str] | None) -> MetadataConfig:
         resources=data.get("resources"),
         reviewed=data.get("reviewed"),
         embedding_threads=data.get("embedding_threads"),
+        embedding_synonyms=tuple(data.get("embedding_synonyms") or ("UBERON", "CL", "HsapDv")),
         settings=Settings.from_dict(data),
         llm=LLMConfig.from_dict(data.get("llm")),
         raw=data,

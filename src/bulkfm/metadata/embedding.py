@@ -49,12 +49,16 @@ class OntologyVectors:
 class Embedder:
     def __init__(self, index: TermIndex, cache: str | os.PathLike[str] | None = None,
                  batch_size: int = 256, threads: int | None = None,
-                 restrict: dict[str, set[str]] | None = None) -> None:
+                 restrict: dict[str, set[str]] | None = None,
+                 synonyms_for: tuple[str, ...] = ("UBERON", "CL", "HsapDv")) -> None:
         self.index = index
         self.cache = cache_dir(cache) / "embeddings"
         self.batch_size = batch_size
         self.threads = threads
         self.restrict = restrict or {}  # ontology -> allowed ids (tests, small corpora)
+        # MONDO has 87k label+synonym strings (minutes to embed on 2 cores); its synonyms are
+        # matched exactly by the lexicon step, so by default only its labels are embedded
+        self.synonyms_for = set(synonyms_for)
         self._model = None
         self._vectors: dict[str, OntologyVectors] = {}
         self._query_cache: dict[str, np.ndarray] = {}
@@ -76,7 +80,7 @@ class Embedder:
     def vectors(self, ontology: str) -> OntologyVectors:
         if ontology in self._vectors:
             return self._vectors[ontology]
-        pairs = self.index.strings(ontology)
+        pairs = self.index.strings(ontology, synonyms=ontology in self.synonyms_for)
         allowed = self.restrict.get(ontology)
         if allowed is not None:
             pairs = [p for p in pairs if p[1] in allowed]

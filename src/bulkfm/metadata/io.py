@@ -23,7 +23,7 @@ from bulkfm.common.atomic import atomic_path
 from bulkfm.metadata.pipeline import TECHNICAL, RawRecord
 from bulkfm.metadata.schema import COLUMNS, FIELDS, FieldValue
 
-SRA_COLUMNS = (*TECHNICAL, "instrument_model", "title", "description", "organism", "library_source")
+SRA_COLUMNS = (*TECHNICAL, "instrument_model", "title", "description", "organism", "library_source", "study", "bioproject")
 
 
 class InputError(ValueError):

@@ -57,9 +57,10 @@ class Matcher:
     def __init__(self, index: TermIndex, resources: str | None = None) -> None:
         self.index = index
         self.lex = lexicon(resources)
-        self._scan_tables: dict[str, dict[str, list[tuple[str, str]]]] = {}
-        # names that are also ordinary ontology words are not taken as cell line names inside text
-        self._common_words: set[str] | None = None
+        # derived tables are shared by every Matcher of the same index (built once per process)
+        shared = index.__dict__.setdefault("_matcher_tables", {})
+        self._scan_tables: dict[str, dict[str, list[tuple[str, str]]]] = shared.setdefault(("scan", resources), {})
+        self._shared = shared
 
     # ---------------------------------------------------------------- whole values
     def lookup(self, field: str, value: str) -> list[Hit]:
@@ -181,12 +182,12 @@ class Matcher:
                             return tid
         return None
 
+    @property
+    def common_words(self) -> set[str]:
+        """Names that are also ordinary ontology words: not taken as cell line names inside text."""
+        return self.index.common_compact
+
     def _scan_cell_lines(self, text: str) -> list[Hit]:
-        if self._common_words is None:
-            self._common_words = {
-                compact(p) for onto in ("UBERON", "CL", "MONDO", "CHEBI", "PATO", "EFO")
-                for p in self.index.lookup.get(onto, {})
-            }
         lex = self.lex.get("cell_line", {})
         lex_compact = {compact(k): v[0] for k, v in lex.items() if v[1] == "any"}
         tokens = norm(text).split()
@@ -202,7 +203,7 @@ class Matcher:
                     tid = lex_compact[ck]
                     out.setdefault(tid, Hit(tid, phrase, "lexicon"))
                     break
-                if len(ck) < 4 or ck in self._common_words or not context and not any(c.isdigit() for c in ck):
+                if len(ck) < 4 or ck in self.common_words or not context and not any(c.isdigit() for c in ck):
                     continue
                 ids = self.index.compact_lookup.get(ck, [])
                 if len(ids) == 1:  # ambiguous names inside text are left to later steps

@@ -275,13 +275,8 @@ class Harmonizer:
         self._rules(rec, keyed, texts, cands)
         return cands, pending
 
-    _cw: set[str] | None = None
-
     def _common_words(self) -> set[str]:
-        if self._cw is None:
-            self.matcher._scan_cell_lines("")  # builds the common-word set
-            self._cw = self.matcher._common_words or set()
-        return self._cw
+        return self.matcher.common_words
 
     def _rules(self, rec: RawRecord, keyed, texts, cands: dict[str, list[Candidate]]) -> None:
         for key, value, fld, weight in keyed:

@@ -99,7 +99,7 @@ def parse_age(value: str, key: str = "") -> tuple[float | None, str | None]:
     years = num * factor
     if not 0 <= years <= 125:
         return None, None
-    return round(years, 3), None
+    return round(years, 4), None
 
 
 # ------------------------------------------------------------------------------------ dose, time

@@ -31,6 +31,25 @@ def normalized_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor,
         return to_torch_csr_tensor(ei.flip(0), ew, size=(n_nodes, n_nodes))
 
 
+class _SymmetricSpMM(torch.autograd.Function):
+    """``Â @ X`` whose backward is ``Â @ dX``: Â is symmetric by construction, so the transpose
+    that autograd would otherwise build from the CSR tensor (a sort per step) is not needed."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return None, ctx.adj @ grad
+
+
+def propagate(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Symmetric sparse [G, G] @ dense [G, F] with a cheap backward."""
+    return _SymmetricSpMM.apply(adj, x)
+
+
 class GeneGraph(nn.Module):
     """Holds the edge list (saved in the checkpoint) and the Â built from it once per device."""
 
@@ -59,5 +78,5 @@ class GraphConv(nn.Module):
         h = self.lin(x)
         h = h.transpose(0, 1).reshape(g, b * d)  # [G, B*d]: one product for the whole batch
         with torch.autocast(device_type=h.device.type, enabled=False):
-            h = adj @ h.float()  # sparse [G, G] @ [G, B*d]
+            h = propagate(adj, h.float())  # sparse [G, G] @ [G, B*d]
         return h.to(x.dtype).reshape(g, b, d).transpose(0, 1)  # [B, G, d]

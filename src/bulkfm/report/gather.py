@@ -17,7 +17,8 @@ import pandas as pd
 from bulkfm.common.atomic import atomic_path
 
 
-def _table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table (floats to 4 decimals)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
@@ -37,7 +38,7 @@ def build_report(train_dir: str | os.PathLike[str], evaluate_dir: str | os.PathL
         summary = train_dir / "summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
-            md += ["## Training", "", _table(pd.DataFrame([s]).drop(columns=["out"],
+            md += ["## Training", "", markdown_table(pd.DataFrame([s]).drop(columns=["out"],
                                                                        errors="ignore")), ""]
         metrics_csv = train_dir / "metrics.csv"
         if metrics_csv.exists():
@@ -46,7 +47,7 @@ def build_report(train_dir: str | os.PathLike[str], evaluate_dir: str | os.PathL
                 steps=("step", "max"), first_loss=("loss", "first"), last_loss=("loss", "last"),
                 last_val_loss=("val_loss", lambda v: v.dropna().iloc[-1] if v.notna().any()
                                else float("nan"))).reset_index()
-            md += [_table(last), ""]
+            md += [markdown_table(last), ""]
             shutil.copy(metrics_csv, tmp / "metrics.csv")
         if (train_dir / "training_curves.png").exists():
             shutil.copy(train_dir / "training_curves.png", tmp / "training_curves.png")
@@ -59,12 +60,12 @@ def build_report(train_dir: str | os.PathLike[str], evaluate_dir: str | os.PathL
                    f"Held out: {result['n_held_out']} samples ({result['held_out']}); "
                    f"{result['mask_fraction']:.0%} of {result['n_genes']} genes masked.", ""]
             rec = pd.DataFrame([{"method": k, **v} for k, v in result["reconstruction"].items()])
-            md += [_table(rec), ""]
+            md += [markdown_table(rec), ""]
             probe = result.get("probe")
             if probe:
                 md += ["## Linear probes", "", f"Protocol: {probe['protocol']}.", ""]
                 rows = [{"features": k, **v} for k, v in probe.items() if isinstance(v, dict)]
-                md += [_table(pd.DataFrame(rows)), ""]
+                md += [markdown_table(pd.DataFrame(rows)), ""]
         for name, title in (("reconstruction.png", "Reconstruction"), ("tsne.png", "t-SNE")):
             if (eval_dir / name).exists():
                 shutil.copy(eval_dir / name, tmp / name)

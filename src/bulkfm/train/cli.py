@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -45,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--config", help="YAML/JSON training config (or a workflow config with a "
                                     "train: section)")
+    t.add_argument("--config-json", help="the config as a JSON object (the workflow passes its "
+                                         "train: section this way); overrides --config")
+    t.add_argument("--on-config-change", choices=("error", "restart"), default="error",
+                   help="DIR was started with other settings: stop with an error (default) or "
+                        "delete its training outputs and start over (the workflow's choice)")
     t.add_argument("--graph", help="edges.parquet (default: built from the train split)")
     t.add_argument("--esm2", help="esm2.pt gene embeddings (default: from the config; none = "
                                   "learned gene embedding)")
@@ -122,7 +128,12 @@ def run_train(args: argparse.Namespace) -> int:
     from bulkfm.train.run import train
 
     try:
-        tcfg = load_config(args.config)
+        if args.config_json:
+            from bulkfm.train.config import from_dict
+
+            tcfg = from_dict(json.loads(args.config_json))
+        else:
+            tcfg = load_config(args.config)
         if args.graph:
             tcfg.graph = args.graph
         if args.esm2:
@@ -130,7 +141,8 @@ def run_train(args: argparse.Namespace) -> int:
         if args.device:
             tcfg.device = args.device
         out = train(args.matrix, args.out, tcfg, labels=args.labels, splits=args.splits,
-                    resume=args.resume, progress=not args.no_progress)
+                    resume=args.resume, progress=not args.no_progress,
+                    restart_on_change=args.on_config_change == "restart")
     except Preempted as exc:
         print(f"bulkfm train: {exc}", file=sys.stderr)
         return 143

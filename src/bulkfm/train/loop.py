@@ -31,7 +31,6 @@ from bulkfm.model.checkpoint import (
     is_complete,
     load_train_state,
     save_checkpoint,
-    unwrap,
     verify,
 )
 from bulkfm.model.config import ModelConfig

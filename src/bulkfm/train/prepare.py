@@ -52,21 +52,27 @@ class Prepared:
     use_esm2: bool
 
 
-def _fingerprint(tcfg: TrainConfig, matrix_path: str) -> dict[str, Any]:
+def _fingerprint(tcfg: TrainConfig, matrix_path: str,
+                 splits: str | None = None) -> dict[str, Any]:
+    import hashlib
+
     d = tcfg.to_dict()
     fp = {k: d[k] for k in _FINGERPRINT}
     fp["ae"] = {k: d["ae"][k] for k in ("lr", "batch_size")}
     fp["transformer"] = {k: d["transformer"][k] for k in ("lr", "batch_size")}
     fp["matrix"] = str(Path(matrix_path).resolve())
+    # A changed split file (e.g. the workflow re-split after new samples) is a new experiment.
+    fp["splits"] = hashlib.sha256(Path(splits).read_bytes()).hexdigest() if splits else None
     return fp
 
 
-def check_resume(out: Path, tcfg: TrainConfig, matrix_path: str) -> None:
+def check_resume(out: Path, tcfg: TrainConfig, matrix_path: str,
+                 splits: str | None = None) -> None:
     cfg_path = out / "config.json"
     if not cfg_path.exists():
         return
     old = json.loads(cfg_path.read_text()).get("fingerprint", {})
-    new = json.loads(json.dumps(_fingerprint(tcfg, matrix_path)))
+    new = json.loads(json.dumps(_fingerprint(tcfg, matrix_path, splits)))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise ValueError(f"{out} was started with a different configuration ({', '.join(diff)} "
@@ -78,7 +84,7 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
             splits: str | None, progress: bool = True) -> None:
     """Rank 0: write split, genes, stats, graph, config into ``out`` (skipping what exists)."""
     out.mkdir(parents=True, exist_ok=True)
-    check_resume(out, tcfg, matrix_path)
+    check_resume(out, tcfg, matrix_path, splits)
     matrix = open_matrix(matrix_path)
     samples = list(matrix.samples)
     if len(set(samples)) != len(samples):
@@ -131,7 +137,7 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
     if tcfg.model.get("use_esm2", True) and not tcfg.esm2:
         log.warning("no ESM2 file given (esm2: null): gene identity is a learned nn.Embedding")
     if not (out / "config.json").exists():
-        record = {"train": tcfg.to_dict(), "fingerprint": _fingerprint(tcfg, matrix_path),
+        record = {"train": tcfg.to_dict(), "fingerprint": _fingerprint(tcfg, matrix_path, splits),
                   "matrix": str(matrix_path), "n_samples": len(samples), "n_genes": len(genes),
                   "resolved": {"use_esm2": use_esm2, "use_gcn": use_gcn,
                                "graph": tcfg.graph or (str(graph_path) if use_gcn else None)}}

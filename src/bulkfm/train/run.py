@@ -18,7 +18,7 @@ from bulkfm.train import ddp
 from bulkfm.train.config import TrainConfig
 from bulkfm.train.loop import MetricsLog, Stage, StopFlag, ae_loss, masked_loss, run_stage
 from bulkfm.train.plots import plot_training_curves
-from bulkfm.train.prepare import clean, load_prepared, prepare
+from bulkfm.train.prepare import check_resume, clean, load_prepared, prepare
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ def _bf16(spec: str | bool, device: torch.device) -> bool:
 
 
 def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None = None,
-          splits: str | None = None, resume: bool = True, progress: bool = True) -> Path:
+          splits: str | None = None, resume: bool = True, progress: bool = True,
+          restart_on_change: bool = False) -> Path:
     out = Path(out)
     d = ddp.setup(tcfg.device)
     if tcfg.num_threads > 0:
@@ -44,6 +45,12 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
         if d.main:
             if not resume:
                 clean(out)
+            elif restart_on_change:
+                try:
+                    check_resume(out, tcfg, matrix, splits)
+                except ValueError as exc:
+                    log.warning("%s: starting over", exc)
+                    clean(out)
             prepare(out, matrix, tcfg, labels=labels, splits=splits, progress=progress)
         d.barrier()
         prep = load_prepared(out, matrix, tcfg)

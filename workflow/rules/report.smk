@@ -1,0 +1,53 @@
+# evaluate (masked-gene reconstruction vs baselines, probes, t-SNE) and the report folder.
+EV = config["evaluate"]
+
+
+rule evaluate:
+    input:
+        model=f"{OUT}/train/model/manifest.json",
+        matrix=f"{OUT}/matrix/matrix.json",
+        labels=EV["labels"] or [],
+    output:
+        metrics=f"{OUT}/evaluate/metrics.json",
+        recon=report(f"{OUT}/evaluate/reconstruction.png", category="Evaluation"),
+    log:
+        f"{LOGS}/evaluate.log",
+    benchmark:
+        f"{BENCH}/evaluate.tsv"
+    params:
+        train=f"{OUT}/train",
+        matrix=f"{OUT}/matrix",
+        out=f"{OUT}/evaluate",
+        labels=lambda wc, input: f"--labels {input.labels}" if input.labels else "",
+    threads: EV["threads"]
+    resources:
+        mem_mb=EV["mem_mb"],
+        runtime=EV["runtime"],
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm evaluate {params.train} --matrix {params.matrix} {params.labels} "
+        "-o {params.out} --batch-size {EV[batch_size]} --knn-k {EV[knn_k]} "
+        "--max-samples {EV[max_samples]} --seed {EV[seed]} --no-progress > {log} 2>&1"
+
+
+rule report:
+    input:
+        metrics=f"{OUT}/evaluate/metrics.json",
+        curves=f"{OUT}/train/training_curves.png",
+    output:
+        f"{OUT}/report/report.md",
+    log:
+        f"{LOGS}/report.log",
+    params:
+        train=f"{OUT}/train",
+        evaluate=f"{OUT}/evaluate",
+        out=f"{OUT}/report",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm report --train {params.train} --evaluate {params.evaluate} -o {params.out} "
+        "> {log} 2>&1"

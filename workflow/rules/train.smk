@@ -1,0 +1,69 @@
+# split -> train -> (evaluate, report in report.smk).
+# split: by BioProject/study (columns of the matrix's sample table, merged from SRA metadata),
+# so no study is on both sides. train: stage 1 autoencoder, stage 2 graph transformer; resumes
+# from its last checkpoint when rerun (e.g. after a SLURM preemption), DDP when nproc > 1.
+TR = config["train"]
+# Keys that steer the workflow, not the model: everything else goes to `bulkfm train` as JSON.
+_TRAIN_WORKFLOW_KEYS = {"threads", "nproc", "gpu", "mem_mb", "runtime"}
+
+
+def train_config_json():
+    return json.dumps({k: v for k, v in TR.items() if k not in _TRAIN_WORKFLOW_KEYS})
+
+
+rule split:
+    input:
+        matrix=f"{OUT}/matrix/matrix.json",
+    output:
+        f"{OUT}/split/splits.tsv",
+    log:
+        f"{LOGS}/split.log",
+    benchmark:
+        f"{BENCH}/split.tsv"
+    params:
+        matrix=f"{OUT}/matrix",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm split --samples {params.matrix} --groups {params.matrix}/samples.parquet "
+        "--val-fraction {TR[val_fraction]} --test-fraction {TR[test_fraction]} "
+        "--seed {TR[seed]} -o {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        matrix=f"{OUT}/matrix/matrix.json",
+        split=f"{OUT}/split/splits.tsv",
+        graph=gene_graph() if TR.get("model", {}).get("use_gcn", True) else [],
+        esm2=esm2_embeddings(),
+    output:
+        # The checkpoint manifests are written last: they exist only for a finished run.
+        model=f"{OUT}/train/model/manifest.json",
+        ae=f"{OUT}/train/ae/manifest.json",
+        curves=report(f"{OUT}/train/training_curves.png", category="Training"),
+    log:
+        f"{LOGS}/train.log",
+    benchmark:
+        f"{BENCH}/train.tsv"
+    params:
+        matrix=f"{OUT}/matrix",
+        out=f"{OUT}/train",
+        cfg=train_config_json(),
+        graph=lambda wc, input: f"--graph {input.graph}" if input.graph else "",
+        esm2=lambda wc, input: f"--esm2 {input.esm2}" if input.esm2 else "",
+        launch=(f"torchrun --standalone --nproc_per_node {TR['nproc']} -m bulkfm.cli"
+                if TR["nproc"] > 1 else "bulkfm"),
+    threads: TR["threads"]
+    resources:
+        mem_mb=TR["mem_mb"],
+        runtime=TR["runtime"],
+        gpu=TR["gpu"],
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "{params.launch} train --matrix {params.matrix} --splits {input.split} "
+        "--out {params.out} --config-json {params.cfg:q} {params.graph} {params.esm2} "
+        "--on-config-change restart --no-progress > {log} 2>&1"
