@@ -23,6 +23,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/sra.smk"
 include: "workflow/rules/quant.smk"
 include: "workflow/rules/matrix.smk"
+include: "workflow/rules/metadata.smk"
 include: "workflow/rules/provenance.smk"
 
 

@@ -43,8 +43,8 @@ def make_store(path: Path, n_samples: int, n_genes: int, seed: int = 0) -> None:
     constant = rng.random(n_genes) < 0.01
     genes = pd.DataFrame({"gene_id": [f"G{i:05d}" for i in range(n_genes)]})
     genes["gene_name"] = genes["gene_id"]
-    w = MatrixWriter(path, genes, pd.DataFrame({"sample_id": [f"S{i:06d}" for i in range(n_samples)]}),
-                     layers=("log1p_tpm",))
+    samples = pd.DataFrame({"sample_id": [f"S{i:06d}" for i in range(n_samples)]})
+    w = MatrixWriter(path, genes, samples, layers=("log1p_tpm",))
     for start in range(0, n_samples, 1000):
         n = min(1000, n_samples - start)
         factors = rng.standard_normal((n, 32)).astype(np.float32)
@@ -88,7 +88,8 @@ def measure(kind: str, store: Path, threads: int, budget_gb: float) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--genes", type=int, default=20000)
     p.add_argument("--samples", type=int, default=10000)
     p.add_argument("--threads", type=int, default=2)
@@ -134,7 +135,8 @@ def main() -> None:
     gemm = best["gemm"]["seconds"]
     flops = 2 * args.samples * args.genes**2
     print(f"\nPCC graph, {args.genes:,} genes x {args.samples:,} samples, {args.threads} threads, "
-          f"top-k 20, min PCC 0.4 (best of {len(results['gemm'])}; streamed: {len(results['stream'])} run)\n")
+          f"top-k 20, min PCC 0.4 (best of {len(results['gemm'])}; streamed: "
+          f"{len(results['stream'])} run)\n")
     gemm_cpu = best["gemm"]["cpu_seconds"]
     print("| what | wall s | wall vs GEMM | CPU s | CPU vs GEMM | GFLOP/s (GEMM-equiv., wall) "
           "| peak RSS GB | notes |")

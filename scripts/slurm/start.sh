@@ -10,7 +10,7 @@
 # Partitions: `debug` (default) and `gpu`; the node declares one fake GPU (gres gpu:fake:1 backed by
 # /dev/null) so that GPU rules can be routed and scheduled without a GPU.
 # Environment: BULKFM_SLURM_STATE (pids, logs, spool; default /tmp/bulkfm-slurm),
-# BULKFM_SLURM_CPUS (default: nproc), BULKFM_SLURM_MEM_MB (default: MemTotal - 2 GB).
+# BULKFM_SLURM_CPUS (default: nproc; may exceed it), BULKFM_SLURM_MEM_MB (default: MemTotal - 2 GB).
 set -euo pipefail
 
 STATE=${BULKFM_SLURM_STATE:-/tmp/bulkfm-slurm}
@@ -80,6 +80,9 @@ DefMemPerCPU=1000
 # Refuse impossible requests at submission instead of leaving them PENDING forever.
 EnforcePartLimits=ALL
 ReturnToService=2
+# Trust the CPU count declared below even where it exceeds the cores present (test machines
+# declare a few more so that small jobs overlap, as they would on a real node).
+SlurmdParameters=config_overrides
 SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
 SlurmctldLogFile=$STATE/slurmctld.log

@@ -68,4 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m bulkfm.cli` runs this file as __main__; the stages import bulkfm.cli, so use that
+    # module's main (and its UserError), not a second copy.
+    sys.exit(importlib.import_module("bulkfm.cli").main())

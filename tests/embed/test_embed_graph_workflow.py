@@ -36,8 +36,9 @@ def workdir(tmp_path, shared_data, proteins, repo):
     cols = [i for i, g in enumerate(m.genes) if g.split("|")[0] in symbols] + list(range(400))
     genes = [m.genes[i] for i in cols]
     x = m.rows(np.arange(m.shape[0]))[:, cols]
+    names = [g.split("|")[0] for g in genes]
     w = MatrixWriter(tmp_path / "results" / "matrix",
-                     pd.DataFrame({"gene_id": genes, "gene_name": [g.split("|")[0] for g in genes]}),
+                     pd.DataFrame({"gene_id": genes, "gene_name": names}),
                      pd.DataFrame({"sample_id": m.samples}), layers=("log1p_tpm",))
     w.write(0, log1p_tpm=x)
     w.close()

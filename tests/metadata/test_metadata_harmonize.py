@@ -43,8 +43,31 @@ def write_jsonl(path, rows):
     return path
 
 
-def _cli(*args, check=True):
-    res = subprocess.run([BULKFM, "metadata", *map(str, args)], capture_output=True, text=True)
+class _Res:
+    def __init__(self, returncode: int, stderr: str) -> None:
+        self.returncode, self.stderr = returncode, stderr
+
+
+def _cli(*args, check=True, subprocess_run=False):
+    """In-process by default (the index stays loaded); subprocess_run for the console script itself."""
+    argv = ["metadata", *map(str, args)]
+    if subprocess_run:
+        res = subprocess.run([BULKFM, *argv], capture_output=True, text=True)
+    else:
+        import contextlib
+        import io
+
+        from bulkfm.cli import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except Exception as exc:  # an uncaught error is a failure of the CLI contract
+                import traceback
+
+                rc, _ = 1, err.write("Traceback\n" + "".join(traceback.format_exception(exc)))
+        res = _Res(rc, err.getvalue())
     if check:
         assert res.returncode == 0, res.stderr
     return res
@@ -90,7 +113,7 @@ def test_sra_metadata_table(tmp_path, index):
     src = tmp_path / "metadata.parquet"
     pd.DataFrame(rows).to_parquet(src)
     out = tmp_path / "h.parquet"
-    _cli("harmonize", src, "-o", out, "--no-embedding")
+    _cli("harmonize", src, "-o", out, "--no-embedding", subprocess_run=True)  # the real console script
     df = pd.read_parquet(out).set_index("field")
     assert df.loc["tissue", "ontology_id"] == "UBERON:0002048"
     assert df.loc["library_layout", "value"] == "PAIRED" and df.loc["library_layout", "method"] == "sra_field"
@@ -147,7 +170,7 @@ def test_bad_input_gives_clear_error_and_no_output(tmp_path, index, content, msg
     src = tmp_path / "in.jsonl"
     src.write_text(content)
     out = tmp_path / "h.parquet"
-    res = _cli("harmonize", src, "-o", out, "--no-embedding", check=False)
+    res = _cli("harmonize", src, "-o", out, "--no-embedding", check=False, subprocess_run=msg == "no sample_id")
     assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()  # atomic: nothing half-written
 
@@ -157,3 +180,16 @@ def test_tsv_without_required_columns(tmp_path, index):
     src.write_text("id\ttissue\nA\tlung\n")
     res = _cli("harmonize", src, "-o", tmp_path / "h.parquet", "--no-embedding", check=False)
     assert res.returncode == 2 and "sample_id" in res.stderr
+
+
+def test_config_file_inline_json_and_unknown_keys(tmp_path, index):
+    src = write_jsonl(tmp_path / "in.jsonl", ROWS[:1])
+    out = tmp_path / "h.parquet"
+    # the workflow passes its section as JSON text; review threshold 1.0 sends every field to review
+    _cli("harmonize", src, "-o", out, "--review", tmp_path / "r.tsv",
+         "--config", json.dumps({"embedding": False, "review_threshold": 1.0, "reviewed": None, "llm": {"base_url": None}}))
+    assert len(pd.read_csv(tmp_path / "r.tsv", sep="\t")) >= 3
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("metadata:\n  embeding: false\n")  # a typo in a key is an error, not silently ignored
+    res = _cli("harmonize", src, "-o", out, "--config", cfg, check=False)
+    assert res.returncode == 2 and "embeding" in res.stderr

@@ -34,7 +34,10 @@ def slurm_cluster() -> dict:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    proc = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900)
+    # 4 CPUs declared on the 2-core CI machine: the test jobs mostly wait (interpreter start-up,
+    # polling), so letting two of them share a core halves the wall time of the SLURM tests.
+    env = {**os.environ, "BULKFM_SLURM_CPUS": os.environ.get("BULKFM_SLURM_CPUS", "4")}
+    proc = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode != 0:
         raise AssertionError(f"scripts/slurm/start.sh failed:\n{proc.stdout}\n{proc.stderr}")
     node = subprocess.run(["scontrol", "show", "node", "localhost"], capture_output=True, text=True,
@@ -48,7 +51,7 @@ def site_profile(dest: Path, cluster: dict, **overrides) -> Path:
     """profiles/slurm with what a site adapts: sizes fitted to this one small node, and a short
     first status check (the tests' jobs take seconds, not hours). Everything else as shipped."""
     cfg = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    cpus = cluster["cpus"]
+    cpus = min(cluster["cpus"], 2)  # threads per job: the demo's own setting
     cfg["set-threads"] = {rule: min(n, cpus) for rule, n in cfg["set-threads"].items()}
     for res in cfg["set-resources"].values():
         if "cpus_per_task" in res:

@@ -170,3 +170,24 @@ def test_esm2_embeddings_are_aligned_by_symbol_and_missing_genes_learned(
     rc = main(["train", "--matrix", str(matrix), "--out", str(tmp_path / "run2"), "--config",
                str(tiny_config), "--esm2", str(other), "--no-progress"])
     assert rc == 2 and "use_esm2: false" in capsys.readouterr().err
+
+
+def test_archs4_style_hdf5_trains_and_evaluates(tcga_small, tiny_config: Path,
+                                                tmp_path: Path, capsys) -> None:
+    import h5py
+
+    matrix, labels = tcga_small
+    table = pd.read_parquet(matrix)
+    h5 = tmp_path / "archs4.h5"
+    with h5py.File(h5, "w") as f:  # ARCHS4 layout: genes x samples counts + metadata
+        f["data/expression"] = np.round(table.drop(columns="gene").to_numpy()).astype(np.uint32)
+        f["meta/genes/symbol"] = np.array([g.split("|")[0] for g in table["gene"]], dtype="S")
+        f["meta/samples/geo_accession"] = np.array(table.columns[1:], dtype="S")
+    out = tmp_path / "run"
+    assert main(["train", "--matrix", str(h5), "--labels", str(labels), "--out", str(out),
+                 "--config", str(tiny_config), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--matrix", str(h5), "--labels", str(labels),
+                 "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n_held_out"] > 0 and "model" in result["reconstruction"]

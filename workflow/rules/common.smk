@@ -53,6 +53,9 @@ def provenance_inputs():
         f"{OUT}/qc/qc.tsv",
         f"{OUT}/qc/failed.tsv",
         f"{OUT}/sra/metadata.parquet",
+        f"{OUT}/metadata/harmonized.parquet",
+        f"{OUT}/metadata/bias_summary.tsv",
+        f"{OUT}/metadata/sex_imputed.tsv",
     ] + ([f"{OUT}/qc/multiqc/multiqc_report.html"] if config["quant"]["multiqc"] else [])
 
 

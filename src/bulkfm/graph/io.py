@@ -111,7 +111,7 @@ def load_graph(
         keep &= ~merged
     edge_index = torch.from_numpy(np.stack([src[keep], dst[keep]]))
     edge_weight = torch.from_numpy(weight[keep].copy())
-    n_isolated = len(genes) - int(torch.unique(edge_index).numel()) if edge_index.numel() else len(genes)
+    n_isolated = len(genes) - int(torch.unique(edge_index).numel())
     log.info("%s: %d edges over %d genes; %d genes isolated (no edges)", path,
              edge_index.shape[1], len(genes), n_isolated)
     return edge_index, edge_weight

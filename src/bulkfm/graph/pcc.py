@@ -135,7 +135,7 @@ def _check_batch(values: np.ndarray, rows: np.ndarray, samples: list[str], where
 
 
 class _Accumulator:
-    """Shifted sums (shift = first row): exact zero variance for constant genes, stable otherwise."""
+    """Shifted sums (shift = first row): constant genes get exactly zero variance."""
 
     def __init__(self) -> None:
         self.shift: np.ndarray | None = None

@@ -38,7 +38,7 @@ def graph_summary(source: np.ndarray, target: np.ndarray, pcc: np.ndarray, n_gen
 
 def plot_degrees(path: str | os.PathLike[str], source: np.ndarray, target: np.ndarray,
                  n_genes: int, title: str) -> Path:
-    """Two panels: out-degree (capped at top-k) and in-degree (hubs), isolated count in the title."""
+    """Two panels: out-degree (capped at top-k) and in-degree (hubs); isolated count in title."""
     import matplotlib
 
     matplotlib.use("Agg")

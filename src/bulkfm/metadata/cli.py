@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     h.add_argument("input", help="sample attribute table (.jsonl[.gz], .parquet, .tsv)")
     h.add_argument("-o", "--output", required=True, help="harmonized Parquet (long: sample_id x field)")
-    h.add_argument("--config", help="YAML: the workflow config (its 'metadata' section is used) or that section alone")
+    h.add_argument("--config", help="YAML file: the workflow config (its 'metadata' section is used) or that "
+                                    "section alone; or that section as inline JSON text")
     h.add_argument("--wide", help="also write a wide, human-readable TSV here")
     h.add_argument("--review", help="write the review queue (fields below the confidence threshold) here")
     h.add_argument("--reviewed", help="curator-edited review TSV to read back (overrides config metadata.reviewed)")
@@ -66,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("-o", "--output", required=True, help="TSV: sample_id, label, predicted, probability, method, conflict")
     s.add_argument("--report", help="agreement report (JSON)")
     s.add_argument("--plot", help="PNG of the two expression features coloured by label")
+    s.add_argument("--allow-missing-genes", action="store_true",
+                   help="a matrix without XIST/chrY genes (e.g. a chr19-only demo) writes an empty table and a "
+                        "report saying why, instead of failing")
     s.set_defaults(func=_impute_sex)
 
     b = sub.add_parser(
@@ -128,9 +132,14 @@ def _harmonize(args: argparse.Namespace) -> int:
     from bulkfm.metadata.review import write_review
 
     t0 = time.perf_counter()
-    cfg, index, harm = _setup(args.config, args.no_embedding, args.threads, args.reviewed)
     if not Path(args.input).is_file():
         raise _user_error(f"input not found: {args.input}")
+    try:  # validate the whole input before the (slower) index load: bad rows fail in a second
+        n_in = sum(1 for _ in read_records(args.input))
+    except InputError as exc:
+        raise _user_error(str(exc)) from None
+    log.info("%s: %d samples", args.input, n_in)
+    cfg, index, harm = _setup(args.config, args.no_embedding, args.threads, args.reviewed)
     try:
         from tqdm import tqdm
 
@@ -175,7 +184,7 @@ def _impute_sex(args: argparse.Namespace) -> int:
     from bulkfm.metadata.sex import SexImputationError, impute_sex_cli
 
     try:
-        impute_sex_cli(args.matrix, args.labels, args.output, args.report, args.plot)
+        impute_sex_cli(args.matrix, args.labels, args.output, args.report, args.plot, args.allow_missing_genes)
     except (SexImputationError, FileNotFoundError) as exc:
         raise _user_error(str(exc)) from None
     return 0

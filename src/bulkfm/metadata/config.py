@@ -13,8 +13,8 @@ from bulkfm.metadata.ontology import DEFAULT_ONTOLOGIES
 from bulkfm.metadata.pipeline import Settings
 
 KNOWN = {"ontologies", "obo_files", "cache_dir", "resources", "reviewed", "llm", "review_threshold",
-         "llm_threshold", "embedding", "embedding_accept", "embedding_min", "candidates", "embedding_ontologies",
-         "embedding_threads", "embedding_synonyms", "sex", "bias"}
+         "llm_threshold", "embedding", "embedding_min", "candidates", "embedding_ontologies",
+         "embedding_threads", "embedding_synonyms"}
 
 
 @dataclass
@@ -34,10 +34,11 @@ class MetadataConfig:
 def load_config(path: str | os.PathLike[str] | None) -> MetadataConfig:
     data: dict = {}
     if path:
-        p = Path(path)
-        if not p.is_file():
+        p = Path(str(path))
+        inline = str(path).lstrip().startswith("{")  # the workflow passes its section as JSON text
+        if not inline and not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = (yaml.safe_load(str(path)) if inline else yaml.safe_load(p.read_text())) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{p}: expected a mapping")
         data = loaded.get("metadata", loaded) if "metadata" in loaded else loaded

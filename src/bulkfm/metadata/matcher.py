@@ -121,10 +121,14 @@ class Matcher:
         self._scan_tables[field] = table
         return table
 
-    def scan(self, field: str, text: str) -> list[Hit]:
-        """Terms of ``field`` named inside free text, longest match first, counted; best first."""
+    def scan(self, field: str, text: str, dedicated: bool = False) -> list[Hit]:
+        """Terms of ``field`` named inside free text, longest match first, counted; best first.
+
+        ``dedicated``: the text is the value of the field's own key ('cell line: KG1 cells'), so
+        short and ambiguous cell line names are accepted there (not in arbitrary free text).
+        """
         if field == "cell_line":
-            return self._scan_cell_lines(text)
+            return self._scan_cell_lines(text, dedicated)
         table = self._scan_table(field)
         tokens = _GLUED_CELL.sub(r"\1 cell\2", norm(text)).split()
         counts: Counter[str] = Counter()
@@ -187,7 +191,7 @@ class Matcher:
         """Names that are also ordinary ontology words: not taken as cell line names inside text."""
         return self.index.common_compact
 
-    def _scan_cell_lines(self, text: str) -> list[Hit]:
+    def _scan_cell_lines(self, text: str, dedicated: bool = False) -> list[Hit]:
         lex = self.lex.get("cell_line", {})
         lex_compact = {compact(k): v[0] for k, v in lex.items() if v[1] == "any"}
         tokens = norm(text).split()
@@ -203,10 +207,18 @@ class Matcher:
                     tid = lex_compact[ck]
                     out.setdefault(tid, Hit(tid, phrase, "lexicon"))
                     break
-                if len(ck) < 4 or ck in self.common_words or not context and not any(c.isdigit() for c in ck):
+                if dedicated:
+                    if len(ck) < 3 or ck in self.common_words:
+                        continue
+                elif len(ck) < 4 or ck in self.common_words or not context and not any(c.isdigit() for c in ck):
                     continue
                 ids = self.index.compact_lookup.get(ck, [])
-                if len(ids) == 1:  # ambiguous names inside text are left to later steps
+                if len(ids) == 1:  # ambiguous names inside free text are left to later steps
                     out.setdefault(ids[0], Hit(ids[0], phrase, "label"))
+                    break
+                if ids and dedicated:
+                    # several Cellosaurus entries share the name: the lowest accession is the
+                    # established line; marked ambiguous (lower confidence, review/LLM)
+                    out.setdefault(ids[0], Hit(min(ids), phrase, "ambiguous"))
                     break
         return sorted(out.values(), key=lambda h: (h.kind != "lexicon", -len(h.matched)))

@@ -331,6 +331,9 @@ def build_index(
     return index
 
 
+_LOADED: dict[Path, TermIndex] = {}
+
+
 def load_index(
     ontologies: Iterable[str] = DEFAULT_ONTOLOGIES,
     obo_files: Mapping[str, str] | None = None,
@@ -343,11 +346,14 @@ def load_index(
             raise FileNotFoundError(f"ontology file for {onto} not found: {path} (fix metadata.ontology.obo_files)")
     key = source_key(ontologies, obo_files)
     path = cache_dir(cache) / "ontology" / f"index-{key}.pkl"
+    if path in _LOADED:  # one process (a test session, a notebook) loads it once
+        return _LOADED[path]
     if path.is_file():
         t0 = time.perf_counter()
         with open(path, "rb") as fh:
             index = pickle.load(fh)  # our own cache file, written below
         log.info("ontology index loaded from %s in %.1fs (%d terms)", path, time.perf_counter() - t0, len(index))
+        _LOADED[path] = index
         return index
     t0 = time.perf_counter()
     log.info("building ontology index (first run; cached afterwards at %s)", path)
@@ -356,4 +362,5 @@ def load_index(
         with open(tmp, "wb") as fh:
             pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
     log.info("ontology index built in %.1fs: %d terms", time.perf_counter() - t0, len(index))
+    _LOADED[path] = index
     return index

@@ -71,8 +71,7 @@ class Settings:
     review_threshold: float = 0.6
     llm_threshold: float = 0.7
     embedding: bool = True
-    embedding_accept: float = 0.82  # cosine at or above: taken without the LLM
-    embedding_min: float = 0.55  # cosine below: not even a candidate
+    embedding_min: float = 0.6  # cosine below: not even a candidate
     candidates: int = 8
     embedding_ontologies: tuple[str, ...] = ("UBERON", "CL", "MONDO", "HsapDv")
 
@@ -95,9 +94,10 @@ class RawRecord:
     sra: dict[str, str] = field(default_factory=dict)  # library_*, instrument, title, description ...
 
     def set_key(self) -> str:
-        """Hash of everything that decides the biological fields (not the sample id, not technical)."""
-        blob = json.dumps([sorted(self.attributes.items()), self.text,
-                           self.sra.get("title", ""), self.sra.get("description", "")], ensure_ascii=False)
+        """Hash of the attribute set and free text: not the sample id, not technical fields, and
+        not the run title/description, which are often unique per run ('liver rep 7') and only
+        fill fields the attributes leave empty (Harmonizer._title_fill, cached per title)."""
+        blob = json.dumps([sorted(self.attributes.items()), self.text], ensure_ascii=False)
         return hashlib.sha1(blob.encode()).hexdigest()
 
 
@@ -120,6 +120,7 @@ class Pending:
     source: str
     weight: float
     scan_hits: list[Hit] = field(default_factory=list)
+    embedding_hits: list[tuple[str, str, float]] = field(default_factory=list)  # (id, string, cosine)
 
 
 class Harmonizer:
@@ -134,6 +135,7 @@ class Harmonizer:
         self.reviewed = dict(reviewed or {})
         self.resources = resources
         self.review: dict[tuple[str, str], dict] = {}
+        self._title_cache: dict[tuple[str, str], dict[str, FieldValue]] = {}
         self.stats = {"samples": 0, "unique_sets": 0, "embedding_queries": 0, "llm_questions": 0}
 
     # ================================================================ public
@@ -168,6 +170,11 @@ class Harmonizer:
             set_fields, review = cache[rec.set_key()]
             fields = dict(set_fields)
             fields.update(self._technical(rec))
+            for k in ("title", "description"):
+                if rec.sra.get(k):
+                    for fld, fv in self._title_fill(k, str(rec.sra[k])[:2000]).items():
+                        if fields[fld].empty:
+                            fields[fld] = fv
             for fld, raw, fv, cand in review:
                 row = self.review.get((fld, norm(raw)))
                 if row is None:
@@ -220,9 +227,6 @@ class Harmonizer:
             # Vein Cell' under 'cell type' names a tissue); bookkeeping keys are not
             if (m.field is None or m.field in ONTOLOGY_FIELDS) and not _NOT_DESCRIPTIVE.search(norm(k)):
                 texts.append((k, v))
-        for k in ("title", "description"):
-            if rec.sra.get(k):
-                texts.append((k, str(rec.sra[k])))
         if rec.text:
             texts.append(("text", rec.text))
         return keyed, texts
@@ -242,11 +246,11 @@ class Harmonizer:
                     continue
                 if weight < 0.9:
                     continue  # weak keys ('condition', 'status') count only when the value maps exactly
-                scan = self.matcher.scan(fld, value)
+                scan = self.matcher.scan(fld, value, dedicated=True)
                 if scan and fld != "development_stage":
                     h = scan[0]
                     cover = len(h.matched) / max(1, len(norm(value)))
-                    conf = CONF["inside_value"] * weight * (0.85 + 0.15 * cover)
+                    conf = CONF["inside_value"] * weight * (0.85 + 0.15 * cover) - (0.2 if h.kind == "ambiguous" else 0)
                     cands[fld].append(Candidate(h.id, self.index.label(h.id), key, "lexicon", conf, value))
                     if cover < 0.6:  # most of the value unexplained: let embedding/LLM weigh in
                         pending.append(Pending(fld, value, key, weight, scan))
@@ -274,6 +278,25 @@ class Harmonizer:
                     cands[fld].append(Candidate(h.id, self.index.label(h.id), src, "lexicon", conf, text))
         self._rules(rec, keyed, texts, cands)
         return cands, pending
+
+    def _title_fill(self, key: str, text: str) -> dict[str, FieldValue]:
+        """Fields a run title/description names (cached per text): only fill what is empty."""
+        cached = self._title_cache.get((key, text))
+        if cached is not None:
+            return cached
+        out: dict[str, FieldValue] = {}
+        for fld in ("tissue", "cell_type", "cell_line", "disease"):
+            hits = self.matcher.scan(fld, text)
+            if hits:
+                h = hits[0]
+                out[fld] = FieldValue(self.index.label(h.id), h.id, key, "lexicon", CONF["text_scan"] - 0.05)
+        s = sex_in_text(text)
+        if s:
+            out["sex"] = FieldValue(s[0], s[1], key, "rule", 0.65)
+        if len(self._title_cache) > 200_000:  # bounded: titles are often unique per run
+            self._title_cache.clear()
+        self._title_cache[(key, text)] = out
+        return out
 
     def _common_words(self) -> set[str]:
         return self.matcher.common_words
@@ -368,14 +391,13 @@ class Harmonizer:
             onto = FIELD_ONTOLOGIES[p.field][0]
             hits = [h for h in self.embedder.query(p.raw, onto, k=self.settings.candidates)
                     if h[2] >= self.settings.embedding_min and self.matcher._allowed(p.field, h[0])]
-            p.scan_hits = p.scan_hits  # keep lexical hits for the LLM candidate list
             if not hits:
                 continue
             tid, _, cos = hits[0]
             margin = cos - (hits[1][2] if len(hits) > 1 else 0.0)
             conf = min(0.9, 0.3 + 0.6 * cos + min(0.1, margin)) * min(1.0, p.weight + 0.05)
             cands[i][p.field].append(Candidate(tid, self.index.label(tid), p.source, "embedding", conf, p.raw))
-            p.embedding_hits = hits  # type: ignore[attr-defined]
+            p.embedding_hits = hits
 
     # ---------------------------------------------------------------- step e: decide
     def _decide(self, cands: dict[str, list[Candidate]]) -> tuple[dict[str, FieldValue], dict[str, str]]:
@@ -435,14 +457,14 @@ class Harmonizer:
                 ids: list[str] = []
                 if fv is not None and fv.ontology_id:
                     ids.append(fv.ontology_id)
-                ids += [h[0] for h in getattr(p, "embedding_hits", [])]
+                ids += [h[0] for h in p.embedding_hits]
                 ids += [h.id for h in p.scan_hits]
                 ids = list(dict.fromkeys(ids))[: self.settings.candidates]
                 if not ids:
                     continue
                 questions[(i, p.field)] = Question(p.field, p.raw, tuple((t, self.index.label(t) or "") for t in ids))
         self.stats["llm_questions"] += len(set(questions.values()))
-        self._last_questions = questions
+        self.last_questions = questions  # for inspection (benchmarks)
         if not questions:
             return
         answers = self.llm.choose(list(questions.values()))
@@ -517,7 +539,7 @@ class Harmonizer:
             cand = []
             for p in pend:
                 if p.field == fld:
-                    cand += [h[0] for h in getattr(p, "embedding_hits", [])] + [h.id for h in p.scan_hits]
+                    cand += [h[0] for h in p.embedding_hits] + [h.id for h in p.scan_hits]
             items.append((fld, raw, fv, list(dict.fromkeys(cand))[:5]))
         return items
 

@@ -172,13 +172,41 @@ def plot(samples: list[str], feats: np.ndarray, result: SexResult, path: str | o
     plt.close(fig)
 
 
-def impute_sex_cli(matrix_path: str, labels_path: str, out: str, report_path: str | None, plot_path: str | None) -> SexResult:
+def _empty_plot(path, message: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2), dpi=100)
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def impute_sex_cli(matrix_path: str, labels_path: str, out: str, report_path: str | None, plot_path: str | None,
+                   allow_missing_genes: bool = False) -> SexResult | None:
     from bulkfm.matrix.store import open_matrix
 
     if not Path(matrix_path).exists():
         raise FileNotFoundError(f"matrix not found: {matrix_path}")
     matrix = open_matrix(matrix_path)
-    samples, feats, ys = sex_features(matrix)
+    try:
+        samples, feats, ys = sex_features(matrix)
+    except SexImputationError as exc:
+        if not allow_missing_genes:
+            raise
+        log.warning("sex imputation skipped: %s", exc)
+        with atomic_path(out) as tmp:
+            pd.DataFrame(columns=["sample_id", "label", "predicted", "p_male", "method", "conflict"]).to_csv(
+                tmp, sep="\t", index=False)
+        if report_path:
+            write_text_atomic(report_path, json.dumps({"skipped": str(exc), "matrix": str(matrix_path)}, indent=2) + "\n")
+        if plot_path:
+            _empty_plot(plot_path, "sex imputation skipped: no XIST/chrY genes in the matrix")
+        return None
     labels = read_labels(labels_path)
     missing = sum(1 for s in samples if s not in labels)
     res = impute_sex(samples, feats, labels)

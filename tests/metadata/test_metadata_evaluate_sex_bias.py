@@ -1,0 +1,121 @@
+"""Scoring on the real labelled sets, sex from real expression, and the bias report."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+import pytest
+
+from bulkfm.metadata.evaluate import evaluate_files, format_report, score_term
+from bulkfm.metadata.pipeline import Harmonizer, Settings
+
+
+def test_scoring_rules(index):
+    lung, upper_lobe, organ = "UBERON:0002048", "UBERON:0008952", "UBERON:0000062"
+    assert index.is_a(upper_lobe, lung)
+    assert score_term(index, lung, {lung}, {lung}) == "right"
+    assert score_term(index, upper_lobe, {lung}, {lung}) == "right"  # below the label
+    assert score_term(index, organ, {lung}, {lung}) == "partly"  # an ancestor
+    assert score_term(index, "UBERON:0002107", {lung}, {lung}) == "wrong"
+    assert score_term(index, None, {lung}, {lung}) == "missed"
+
+
+def test_evaluate_on_labelled_metasra_and_txt2onto(shared_data, index, tmp_path):
+    """No LLM, no embedding (fast): lexicon + rules alone must already be accurate."""
+    src = shared_data / "metadata_labelled"
+    # a deterministic slice of txt2onto (every 10th record) keeps the test fast
+    rows = [json.loads(x) for x in gzip.open(src / "txt2onto_geo_labelled.dev.jsonl.gz", "rt")][::10]
+    t2o = tmp_path / "t2o.jsonl"
+    t2o.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    harm = Harmonizer(index, Settings(embedding=False))
+    res = evaluate_files([str(src / "metasra_labelled.dev.jsonl.gz"), str(t2o)], harm, index)
+    text = format_report(res)
+    assert "precision" in text and "confusion" in text
+    meta = res["datasets"]["metasra"]["fields"]
+    assert meta["sex"]["recall"] >= 0.95 and meta["sex"]["precision"] >= 0.95
+    assert meta["cell_line"]["precision"] >= 0.85 and meta["tissue"]["precision"] >= 0.85
+    assert meta["disease"]["precision"] >= 0.85 and meta["age_years"]["precision"] >= 0.95
+    assert res["datasets"]["metasra"]["micro_recall"] >= 0.8
+    assert res["datasets"]["txt2onto"]["fields"]["tissue"]["precision"] >= 0.8
+    assert res["llm_calls"] == 0
+
+
+@pytest.fixture(scope="module")
+def pickrell(shared_data, tmp_path_factory):
+    d = tmp_path_factory.mktemp("sex")
+    counts = pd.read_csv(shared_data / "pickrell_lcl_counts_sex" / "counts.tsv.gz", sep="\t")
+    counts.rename(columns={"gene_id": "gene"}).to_parquet(d / "counts.parquet", index=False)
+    s = pd.read_csv(shared_data / "pickrell_lcl_counts_sex" / "samples.tsv", sep="\t")
+    return d, s
+
+
+def test_sex_imputation_agrees_with_labels_and_flags_conflicts(pickrell):
+    from bulkfm.matrix.store import open_matrix
+    from bulkfm.metadata.sex import impute_sex, sex_features
+
+    d, s = pickrell
+    samples, feats, ys = sex_features(open_matrix(d / "counts.parquet"))
+    assert set(ys) == {"RPS4Y1", "DDX3Y", "UTY", "KDM5D", "EIF1AY"}
+    truth = dict(zip(s.sample_id, s.gender))
+    full = impute_sex(samples, feats, truth)
+    assert full.report["agreement"] >= 0.99  # cross-validated (GEM-1: > 99 %)
+    # hide a third of the labels and flip one: hidden ones are imputed right, the flip is flagged
+    labels = dict(truth)
+    hidden = samples[::3]
+    for x in hidden:
+        labels[x] = None
+    flipped = samples[1]
+    labels[flipped] = {"male": "female", "female": "male"}[truth[flipped]]
+    res = impute_sex(samples, feats, labels)
+    t = res.table.set_index("sample_id")
+    assert (t.loc[hidden, "method"] == "imputed").all()
+    assert (t.loc[hidden, "predicted"] == [truth[x] for x in hidden]).mean() >= 0.95
+    assert bool(t.loc[flipped, "conflict"]) and res.report["conflicts"] >= 1
+
+
+def test_impute_sex_cli(pickrell, tmp_path):
+    from bulkfm.cli import main
+
+    d, s = pickrell
+    lab = tmp_path / "labels.tsv"
+    s.rename(columns={"gender": "sex"})[["sample_id", "sex"]].to_csv(lab, sep="\t", index=False)
+    out = tmp_path / "sex.tsv"
+    assert main(["metadata", "impute-sex", "--matrix", str(d / "counts.parquet"), "--labels", str(lab), "-o", str(out),
+                 "--report", str(tmp_path / "r.json"), "--plot", str(tmp_path / "sex.png")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["agreement"] >= 0.99
+    assert (tmp_path / "sex.png").read_bytes()[:4] == b"\x89PNG"
+    # a matrix without the marker genes is refused with the reason
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"gene": ["A", "B"], "S1": [1.0, 2.0]}).to_parquet(bad)
+    assert main(["metadata", "impute-sex", "--matrix", str(bad), "--labels", str(lab), "-o", str(out)]) == 2
+    # ... or, for the workflow's chr19 demo matrix, skipped with the reason written down
+    assert main(["metadata", "impute-sex", "--matrix", str(bad), "--labels", str(lab), "-o", str(out),
+                 "--report", str(tmp_path / "skip.json"), "--allow-missing-genes"]) == 0
+    assert "XIST" in json.loads((tmp_path / "skip.json").read_text())["skipped"]
+    assert pd.read_csv(out, sep="\t").empty
+
+
+def test_bias_report(tmp_path, index):
+    from bulkfm.cli import main
+
+    rows = []
+    for i in range(30):
+        attrs = {"tissue": ["lung", "liver", "blood"][i % 3], "sex": ["male", "female", ""][i % 3]}
+        rows.append({"run": f"SRR{i}", "study": f"SRP{i % 2}", "attributes": json.dumps(attrs)})
+    src = tmp_path / "metadata.parquet"
+    pd.DataFrame(rows).to_parquet(src)
+    h = tmp_path / "h.parquet"
+    assert main(["metadata", "harmonize", str(src), "-o", str(h), "--no-embedding"]) == 0
+    summ = tmp_path / "bias.tsv"
+    assert main(["metadata", "bias", str(h), "--input", str(src), "--outdir", str(tmp_path / "bias"),
+                 "--summary", str(summ)]) == 0
+    t = pd.read_csv(summ, sep="\t")
+    tissue = t[(t.section == "counts") & (t.field == "tissue")].set_index("value")["n"]
+    assert tissue["lung"] == 10 and tissue["liver"] == 10 and tissue["blood"] == 10
+    miss = t[(t.section == "missing") & (t.field == "sex")].set_index("value")["share"].astype(float)
+    assert miss["before"] == pytest.approx(1 / 3, abs=0.01) and miss["after"] == pytest.approx(1 / 3, abs=0.01)
+    assert set(t[t.field == "study"].value) == {"SRP0", "SRP1"}
+    for name in ("tissue", "sex", "disease", "sample_type", "study", "missing"):
+        assert (tmp_path / "bias" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,84 @@
+# metadata: SRA/BioSample attributes -> one harmonized ontology record per sample (DESIGN.md §3),
+# the review queue, the LLM cost report, the bias report, and sex imputed from expression.
+# The ontology index is cached under metadata.cache_dir ($BULKFM_CACHE or ~/.cache/bulkfm).
+MD = config["metadata"]
+
+
+rule metadata_harmonize:
+    input:
+        table=f"{OUT}/sra/metadata.parquet",
+        reviewed=MD["reviewed"] or [],
+    output:
+        parquet=f"{OUT}/metadata/harmonized.parquet",
+        tsv=f"{OUT}/metadata/harmonized.tsv",
+        review=f"{OUT}/metadata/review.tsv",
+        llm=f"{OUT}/metadata/llm_report.json",
+    log:
+        f"{LOGS}/metadata_harmonize.log",
+    benchmark:
+        f"{BENCH}/metadata_harmonize.tsv"
+    params:
+        cfg=json.dumps(MD),
+        reviewed=lambda wc, input: f"--reviewed {input.reviewed}" if input.reviewed else "",
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm metadata harmonize {input.table} -o {output.parquet} --wide {output.tsv} "
+        "--review {output.review} --llm-report {output.llm} {params.reviewed} --threads {threads} "
+        "--config {params.cfg:q} > {log} 2>&1"
+
+
+rule metadata_bias:
+    input:
+        harmonized=f"{OUT}/metadata/harmonized.parquet",
+        table=f"{OUT}/sra/metadata.parquet",
+    output:
+        plots=report(
+            directory(f"{OUT}/metadata/bias"),
+            patterns=["{name}.png"],
+            category="Metadata",
+            subcategory="Bias",
+            labels={"figure": "{name}"},
+        ),
+        summary=report(f"{OUT}/metadata/bias_summary.tsv", category="Metadata", labels={"table": "bias summary"}),
+    log:
+        f"{LOGS}/metadata_bias.log",
+    benchmark:
+        f"{BENCH}/metadata_bias.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        "bulkfm metadata bias {input.harmonized} --input {input.table} --outdir {output.plots} "
+        "--summary {output.summary} > {log} 2>&1"
+
+
+rule metadata_impute_sex:
+    input:
+        harmonized=f"{OUT}/metadata/harmonized.parquet",
+        matrix=f"{OUT}/matrix",
+    output:
+        table=f"{OUT}/metadata/sex_imputed.tsv",
+        report=f"{OUT}/metadata/sex_report.json",
+        plot=report(f"{OUT}/metadata/sex_imputed.png", category="Metadata", labels={"figure": "sex from expression"}),
+    log:
+        f"{LOGS}/metadata_impute_sex.log",
+    benchmark:
+        f"{BENCH}/metadata_impute_sex.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/bulkfm.yaml"
+    shell:
+        # a matrix without XIST/chrY genes (the chr19 demo) yields an empty table + the reason
+        "bulkfm metadata impute-sex --matrix {input.matrix} --labels {input.harmonized} -o {output.table} "
+        "--report {output.report} --plot {output.plot} --allow-missing-genes > {log} 2>&1"
