@@ -27,6 +27,14 @@ include: "workflow/rules/metadata.smk"
 include: "workflow/rules/provenance.smk"
 
 
+onstart:
+    # With the slurm executor: check partitions, GPUs, memory and accounting before any sbatch,
+    # and stop with the rule and the profile key to change (no-op for other executors).
+    from bulkfm.execution.preflight import check_snakemake_workflow
+
+    check_snakemake_workflow(workflow)
+
+
 rule all:
     input:
         all_targets(),

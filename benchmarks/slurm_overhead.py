@@ -60,7 +60,7 @@ def main() -> None:
             wall = run([*how, "--configfile", str(cfg), "--", f"{out}/qc/qc.tsv", f"{out}/matrix"])
             rows.append((mode, wall))
     local = rows[0][1]
-    print(f"| execution | wall (s) | overhead vs local |")
+    print("| execution | wall (s) | overhead vs local |")
     print("|---|---:|---:|")
     for mode, wall in rows:
         print(f"| {mode} | {wall:.0f} | {wall - local:+.0f} s ({wall / local:.1f}x) |")

@@ -24,10 +24,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 . "$VENV/bin/activate"
-if ! python -c 'import bulkfm, torch, snakemake' >/dev/null 2>&1 || [ "${BULKFM_REINSTALL:-0}" = 1 ]; then
+if ! python -c 'import bulkfm, torch, snakemake, multiqc, moto, snakemake_storage_plugin_s3' >/dev/null 2>&1 || [ "${BULKFM_REINSTALL:-0}" = 1 ]; then
   pip install -q -U pip
   pip install -q torch==2.13.0
-  pip install -q -e ".[test,slurm]"
+  pip install -q -e ".[test,slurm,cloud]"
 fi
 python - <<'PY'
 import torch, bulkfm

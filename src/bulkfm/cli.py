@@ -26,6 +26,7 @@ STAGES: tuple[str, ...] = (
     "train",
     "evaluate",
     "report",
+    "execution",
 )
 
 

@@ -44,6 +44,7 @@ def test_embeddings_equal_direct_forward_and_ignore_batching(loaded, proteins):
     batched, stats = embed_sequences(model, alphabet, short, batch_tokens=2000, progress=False)
     alone, _ = embed_sequences(model, alphabet, short, batch_tokens=1, progress=False)
     assert stats.n_batches < len(short) and stats.n_residues == sum(map(len, short))
+    assert stats.n_computed == stats.n_residues  # all shorter than a window
     torch.testing.assert_close(batched, alone, atol=2e-5, rtol=1e-4)
     for i in (0, 7):
         torch.testing.assert_close(batched[i], direct_mean(model, alphabet, short[i], 2),
@@ -60,7 +61,7 @@ def test_long_proteins_use_overlapping_windows(loaded, proteins):
     assert windows(439, 200) == [(0, 200), (100, 300), (200, 400), (239, 439)]
     assert windows(200, 200) == [(0, 200)]
     got, stats = embed_sequences(model, alphabet, [seq], max_residues=200, progress=False)
-    assert stats.n_windows == 4
+    assert stats.n_windows == 4 and (stats.n_residues, stats.n_computed) == (439, 800)
     # Reference: per-residue mean over the windows covering it, then mean over residues.
     total = torch.zeros(len(seq), 64, dtype=torch.float64)
     cover = torch.zeros(len(seq), 1, dtype=torch.float64)

@@ -1,18 +1,14 @@
 """A real single-node SLURM cluster (munge + MariaDB + slurmdbd + slurmctld + slurmd) for the
-session, started and stopped by scripts/slurm/{start,stop}.sh, and a site copy of
-profiles/slurm fitted to this machine (the few SITE keys a real cluster changes too)."""
+session, started and stopped by scripts/slurm/{start,stop}.sh. Helpers: slurm_helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 START = REPO / "scripts" / "slurm" / "start.sh"
@@ -47,49 +43,3 @@ def slurm_cluster() -> dict:
     subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120)
 
 
-def site_profile(dest: Path, cluster: dict, **overrides) -> Path:
-    """profiles/slurm with what a site adapts: sizes fitted to this one small node, and a short
-    first status check (the tests' jobs take seconds, not hours). Everything else as shipped."""
-    cfg = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    cpus = min(cluster["cpus"], 2)  # threads per job: the demo's own setting
-    cfg["set-threads"] = {rule: min(n, cpus) for rule, n in cfg["set-threads"].items()}
-    for res in cfg["set-resources"].values():
-        if "cpus_per_task" in res:
-            res["cpus_per_task"] = min(res["cpus_per_task"], cpus)
-        res["mem_mb"] = "1000 * attempt"
-    cfg["default-resources"]["mem_mb"] = "500 * attempt"
-    cfg["slurm-init-seconds-before-status-checks"] = 2
-    cfg["latency-wait"] = 10
-    cfg.update(overrides)
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return dest
-
-
-def snakemake(*args: str, cwd: Path = REPO, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("snakemake")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{exe.parent}:{os.environ['PATH']}"}
-    proc = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def sacct_jobs(since: str) -> list[dict]:
-    """Allocations (not steps) since `since` (sacct -S format): id, name, state, partition,
-    comment (the plugin's rule_<rule>_wildcards_...), AllocTRES."""
-    fmt = "JobID,JobName%80,State,Partition,Comment%200,AllocTRES%120,ExitCode"
-    for _ in range(30):  # sacct lags the controller by a second or two
-        out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", fmt],
-                             capture_output=True, text=True, check=True).stdout
-        rows = [dict(zip(fmt.split(","), line.split("|"))) for line in out.splitlines() if line]
-        rows = [{k.split("%")[0]: v for k, v in r.items()} for r in rows]
-        if rows and all(r["State"] not in ("PENDING", "RUNNING") for r in rows):
-            return rows
-        time.sleep(1)
-    return rows
-
-
-def now_for_sacct() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")

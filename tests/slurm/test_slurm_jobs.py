@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, now_for_sacct, sacct_jobs, site_profile, snakemake
+from slurm_helpers import now_for_sacct, sacct_jobs, site_profile, snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -129,7 +129,7 @@ def test_bad_partition_fails_before_any_sbatch(slurm_cluster, tmp_path):
     assert "rule gpu_probe: partition 'gpu-a100' does not exist on this cluster" in text, text[-3000:]
     assert "set-resources: gpu_probe: slurm_partition" in text
     assert "has been submitted" not in text
-    assert sacct_jobs(since) == []
+    assert sacct_jobs(since, expect=False) == []
 
 
 def test_wrong_gpu_type_named(slurm_cluster, tmp_path):

@@ -12,7 +12,7 @@ from bulkfm.execution import cli as exec_cli
 from bulkfm.execution.preflight import Request, check, check_profile, requests_from_profile
 from bulkfm.execution.slurm_cluster import Cluster, Partition, parse_gres, parse_sinfo, query_cluster
 
-from conftest import REPO, site_profile
+from slurm_helpers import REPO, site_profile
 
 CPU_ONLY = Cluster(
     partitions={"batch": Partition("batch", True, True, 64, 256_000, {})},

@@ -32,6 +32,8 @@ else:
         input:
             qc=f"{OUT}/qc/qc.tsv",
             reference=f"{OUT}/reference/genes",
+            # study/BioProject per sample, for the split by study downstream
+            metadata=f"{OUT}/sra/metadata.parquet",
         output:
             directory(f"{OUT}/matrix"),
         log:
@@ -50,5 +52,5 @@ else:
             "../../envs/bulkfm.yaml"
         shell:
             "bulkfm matrix build --qc {input.qc} --quant-dir {params.quant} "
-            "--reference {input.reference} --gene-types {params.types} "
+            "--reference {input.reference} --metadata {input.metadata} --gene-types {params.types} "
             "--counts-from-abundance {params.cfa} {params.renorm} -o {output} > {log} 2>&1"

@@ -125,9 +125,9 @@ def run_genes(args: argparse.Namespace) -> int:
                                      repr_layer=args.repr_layer, batch_tokens=args.batch_tokens,
                                      max_residues=args.max_residues, device=device)
         embeddings[have] = emb
-        log.info("embedded %d proteins (%d windows, %d residues) in %.1f s: %.0f residues/s on "
-                 "%s", stats.n_proteins, stats.n_windows, stats.n_residues, stats.seconds,
-                 stats.residues_per_second, device)
+        log.info("embedded %d proteins (%d residues, %d windows, %d batches) in %.1f s: %.0f "
+                 "residues/s on %s", stats.n_proteins, stats.n_residues, stats.n_windows,
+                 stats.n_batches, stats.seconds, stats.residues_per_second, device)
     layer = args.repr_layer if args.repr_layer >= 0 else model.num_layers + 1 + args.repr_layer
     aliases = [[names[i]] if names else [] for i in range(len(genes))]
     for i, p in enumerate(chosen):

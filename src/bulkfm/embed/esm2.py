@@ -91,7 +91,8 @@ def windows(length: int, max_residues: int) -> list[tuple[int, int]]:
 class EmbedStats:
     n_proteins: int
     n_windows: int
-    n_residues: int
+    n_residues: int  # protein residues
+    n_computed: int  # residues run through the model (overlapping windows count twice)
     n_batches: int
     seconds: float
 
@@ -153,7 +154,7 @@ def embed_sequences(
     sums = torch.zeros(len(sequences), d, dtype=torch.float64)
     converter = alphabet.get_batch_converter()
     t0 = time.perf_counter()
-    bar = tqdm(total=sum(len(s) for s in sequences), desc="embed: ESM2", unit="res",
+    bar = tqdm(total=sum(e - s for _, s, e in items), desc="embed: ESM2", unit="res",
                disable=not progress)
     with torch.inference_mode():
         for batch in batches:
@@ -168,11 +169,12 @@ def embed_sequences(
                     sums[i] += (residues * w).sum(0)
                 else:
                     sums[i] += residues.sum(0)
-                bar.update(e - s if i not in weights else float(weights[i][s:e].sum()))
+                bar.update(e - s)
     bar.close()
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.float64).unsqueeze(1)
     emb = (sums / lengths).float()
     stats = EmbedStats(n_proteins=len(sequences), n_windows=len(items),
-                       n_residues=int(sum(e - s for _, s, e in items)), n_batches=len(batches),
+                       n_residues=int(sum(len(s) for s in sequences)),
+                       n_computed=int(sum(e - s for _, s, e in items)), n_batches=len(batches),
                        seconds=time.perf_counter() - t0)
     return emb, stats

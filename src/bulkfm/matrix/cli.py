@@ -61,7 +61,9 @@ def _build(args: argparse.Namespace) -> int:
     if args.metadata:
         meta = (pd.read_parquet(args.metadata) if args.metadata.endswith(".parquet")
                 else pd.read_csv(args.metadata, sep="\t", dtype=str))
-        key = "sample_id" if "sample_id" in meta.columns else "sample"
+        # sra/metadata.parquet names samples by run (its `sample` column is the SRS accession).
+        key = next(k for k in ("sample_id", "run", "sample") if k in meta.columns)
+        meta = meta.drop(columns=[c for c in ("sample_id", "sample") if c != key and c in meta.columns])
         meta = meta.rename(columns={key: "sample_id"}).drop_duplicates("sample_id")
         extra = [c for c in meta.columns if c not in samples.columns or c == "sample_id"]
         samples = samples.merge(meta[extra], on="sample_id", how="left")
