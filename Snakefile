@@ -24,6 +24,10 @@ include: "workflow/rules/sra.smk"
 include: "workflow/rules/quant.smk"
 include: "workflow/rules/matrix.smk"
 include: "workflow/rules/metadata.smk"
+include: "workflow/rules/graph.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/provenance.smk"
 
 

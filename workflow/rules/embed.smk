@@ -35,7 +35,7 @@ if EM["weights"]:
     rule embed:
         input:
             proteins=protein_fasta(),
-            matrix=f"{OUT}/matrix/matrix.json",
+            matrix=f"{OUT}/matrix",
             # A checkpoint path is an input (a changed file reruns); a hub-cache name is not.
             weights=EM["weights"] if str(EM["weights"]).endswith(".pt") else [],
         output:

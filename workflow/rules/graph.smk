@@ -10,7 +10,7 @@ def gene_graph():
 
 rule graph:
     input:
-        matrix=f"{OUT}/matrix/matrix.json",
+        matrix=f"{OUT}/matrix",
         split=f"{OUT}/split/splits.tsv" if GR["use_split"] else [],
     output:
         edges=f"{OUT}/graph/edges.parquet",

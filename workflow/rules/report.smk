@@ -5,7 +5,7 @@ EV = config["evaluate"]
 rule evaluate:
     input:
         model=f"{OUT}/train/model/manifest.json",
-        matrix=f"{OUT}/matrix/matrix.json",
+        matrix=f"{OUT}/matrix",
         labels=EV["labels"] or [],
     output:
         metrics=f"{OUT}/evaluate/metrics.json",

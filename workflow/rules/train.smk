@@ -13,7 +13,7 @@ def train_config_json():
 
 rule split:
     input:
-        matrix=f"{OUT}/matrix/matrix.json",
+        matrix=f"{OUT}/matrix",
     output:
         f"{OUT}/split/splits.tsv",
     log:
@@ -35,7 +35,7 @@ rule split:
 
 rule train:
     input:
-        matrix=f"{OUT}/matrix/matrix.json",
+        matrix=f"{OUT}/matrix",
         split=f"{OUT}/split/splits.tsv",
         graph=gene_graph() if TR.get("model", {}).get("use_gcn", True) else [],
         esm2=esm2_embeddings(),

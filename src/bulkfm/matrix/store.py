@@ -117,7 +117,7 @@ class MatrixStore:
 
     def rows(self, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         if isinstance(index, slice):
-            return np.asarray(self._data[index], dtype=np.float32)
+            return np.array(self._data[index], dtype=np.float32)  # a copy, never a memmap view
         idx = np.asarray(index, dtype=np.int64)
         # Sorted fancy indexing reads the memmap front to back; restore the asked order after.
         order = np.argsort(idx, kind="stable")

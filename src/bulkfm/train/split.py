@@ -78,7 +78,11 @@ def read_groups(path: str | os.PathLike[str], samples: list[str],
     id_col = id_column or next((c for c in ID_COLUMNS if c in table.columns), None)
     if id_col is None or id_col not in table.columns:
         raise ValueError(f"{path}: no sample id column (one of {', '.join(ID_COLUMNS)})")
-    col = column or next((c for c in GROUP_COLUMNS if c in table.columns), None)
+    # The first group column that is filled in (BioProject is empty for local samples, whose
+    # sheet may give a study instead).
+    present = [c for c in GROUP_COLUMNS if c in table.columns]
+    filled = [c for c in present if _blank(table[c]).mean() < 1.0]
+    col = column or next(iter(filled or present), None)
     if col is None:
         log.warning("%s: no group column (%s); splitting by sample", path,
                     ", ".join(GROUP_COLUMNS))
@@ -90,13 +94,21 @@ def read_groups(path: str | os.PathLike[str], samples: list[str],
     if missing:
         raise ValueError(f"{path}: {len(missing)} matrix sample(s) have no row (e.g. "
                          f"{', '.join(missing[:3])}); give a group for every sample")
-    values = table.loc[samples, col].astype(str)
-    blank = values[values.isin(["", "nan", "None"])]
+    raw = table.loc[samples, col]
+    is_blank = _blank(raw)
+    values = raw.astype(object).where(~is_blank, "").map(str)
+    blank = values[is_blank.to_numpy()]
     if len(blank):
         log.warning("%s: %d sample(s) without a %s; each becomes its own group", path,
                     len(blank), col)
-    return [v if v not in ("", "nan", "None") else f"__sample__{s}"
-            for s, v in zip(samples, values, strict=True)]
+    return [v if not b else f"__sample__{s}"
+            for s, v, b in zip(samples, values, is_blank.to_numpy(), strict=True)]
+
+
+def _blank(column: pd.Series) -> pd.Series:
+    """Missing or empty cells (None, NaN, pandas NA, "", "nan", "None")."""
+    text = column.astype(object).map(lambda v: "" if v is None else str(v).strip())
+    return column.isna() | text.isin(["", "nan", "None", "<NA>"])
 
 
 def read_split(path: str | os.PathLike[str], samples: list[str]) -> pd.DataFrame:
