@@ -86,6 +86,8 @@ def check_sheet(df: pd.DataFrame, where: str = "sample sheet") -> pd.DataFrame:
         if mask.any():
             row = int(mask.to_numpy().nonzero()[0][0])
             raise SampleSheetError(f"{where}: row {row + 2} {msg}")
+    # Accessions are case-insensitive at NCBI/ENA; upper-case before validating (srr123 -> SRR123).
+    df = df.assign(accession=df["accession"].str.upper())
     kinds = pd.Series("local", index=df.index, dtype=object)
     acc = df.loc[has_acc, "accession"]
     run_like = acc.str.fullmatch(r"[SED]RR\d{6,11}")

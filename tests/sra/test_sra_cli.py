@@ -33,9 +33,13 @@ def test_resolve_sheet_to_parquet(tmp_path: Path, replay: ReplayServer, capsys: 
     rc = main(["sra", "resolve", "--sheet", str(sheet), "PRJEB18997", "-o", str(out), "--config", str(_config(tmp_path, replay))])
     assert rc == 0
     df = pd.read_parquet(out)
-    assert len(df) == 2226 and (df["excluded_reason"].isna()).sum() == 1268
-    assert set(df["input_accession"]) == {"SRX7830165", "SRR8426358", "PRJEB18997"}
-    assert "2226 runs (1268 kept, 958 excluded)" in capsys.readouterr().err
+    # 2,226 resolved runs + the local-FASTQ sample, whose metadata comes from the sheet
+    assert len(df) == 2227 and (df["excluded_reason"].isna()).sum() == 1269
+    remote = df[df["source"] != "sample_sheet"]
+    assert set(remote["input_accession"]) == {"SRX7830165", "SRR8426358", "PRJEB18997"}
+    local = df[df["source"] == "sample_sheet"].iloc[0]
+    assert local["run"] == "local" and local["library_layout"] == "SINGLE"
+    assert "2227 runs (1269 kept, 958 excluded)" in capsys.readouterr().err
     rc = main(["sra", "resolve", "SRX7830165", "-o", str(out), "--no-human-filter", "--config", str(_config(tmp_path, replay))])
     assert rc == 0 and pd.read_parquet(out)["excluded_reason"].isna().all()
 
