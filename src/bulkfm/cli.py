@@ -30,6 +30,15 @@ STAGES: tuple[str, ...] = (
 )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, but not the "None" of required or optional-without-default arguments."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class UserError(Exception):
     """An error caused by input or configuration: printed without a traceback, exit code 2."""
 

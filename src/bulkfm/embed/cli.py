@@ -8,18 +8,11 @@ from pathlib import Path
 
 import torch
 
+from bulkfm.cli import HelpFormatter
+
 log = logging.getLogger(__name__)
 
 MATRIX_SUFFIXES = (".parquet", ".h5", ".hdf5")
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, but not the "None" of required or optional-without-default arguments."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.required:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "a zero vector and has_protein=False. Weights are read from WEIGHTS (a .pt path, or a "
             "model name in the torch hub cache); nothing is downloaded."
         ),
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     g.add_argument("--proteins", required=True,
                    help="protein FASTA(.gz): GENCODE translations, Ensembl pep, UniProt or "
@@ -67,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Download URL (e.g. GENCODE pc_translations.fa.gz) to OUTPUT atomically, "
                     "checking that it is a FASTA. Only for workflow setup; nothing else in "
                     "bulkfm downloads.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     f.add_argument("--url", required=True, help="http(s)/ftp URL of a (gzipped) protein FASTA")
     f.add_argument("-o", "--output", required=True, help="where to write it")

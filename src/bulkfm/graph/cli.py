@@ -12,16 +12,9 @@ import torch
 
 from bulkfm.common.atomic import write_text_atomic
 
+from bulkfm.cli import HelpFormatter
+
 log = logging.getLogger(__name__)
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, but not the "None" of required or optional-without-default arguments."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.required:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Writes the edge list (Parquet: source, target, pcc), a summary JSON and a degree "
             "histogram PNG."
         ),
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     b.add_argument("--matrix", required=True,
                    help="bulkfm matrix store directory, gene x sample .parquet or ARCHS4 .h5")
