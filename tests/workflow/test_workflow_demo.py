@@ -59,3 +59,15 @@ def test_killed_batch_resumes_only_missing_samples(demo_run, tmp_path, run_snake
     assert "ENCSR142YZV: pass" in log
     meta = json.loads((out / "quant" / "samples" / "ENCSR142YZV" / "qc.json").read_text())
     assert meta["status"] == "pass"
+
+
+def test_snakemake_report_holds_every_result_with_its_caption(demo_run, tmp_path, run_snakemake):
+    report = tmp_path / "report.html"
+    run_snakemake("--report", str(report), "--config", f"outdir={demo_run}")
+    html = report.read_text(errors="replace")
+    for item in ("qc.tsv", "failed.tsv", "multiqc_report.html", "bias_summary.tsv",
+                 "training_curves.png", "reconstruction.png", "sex_imputed.png"):
+        assert item in html, item
+    for caption in ("Samples excluded from the matrix", "Masked-gene reconstruction",
+                    "Dataset bias, reported rather than hidden"):
+        assert caption in html, caption

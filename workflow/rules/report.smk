@@ -9,7 +9,8 @@ rule evaluate:
         labels=EV["labels"] or [],
     output:
         metrics=f"{OUT}/evaluate/metrics.json",
-        recon=report(f"{OUT}/evaluate/reconstruction.png", category="Evaluation"),
+        recon=report(f"{OUT}/evaluate/reconstruction.png", caption="../report/reconstruction.rst",
+                     category="Evaluation"),
     log:
         f"{LOGS}/evaluate.log",
     benchmark:

@@ -7,6 +7,10 @@ TR = config["train"]
 _TRAIN_WORKFLOW_KEYS = {"threads", "nproc", "gpu", "mem_mb", "runtime"}
 
 
+def train_launcher(nproc: int) -> str:
+    return f"torchrun --standalone --nproc_per_node {nproc} -m bulkfm.cli" if nproc > 1 else "bulkfm"
+
+
 def train_config_json():
     return json.dumps({k: v for k, v in TR.items() if k not in _TRAIN_WORKFLOW_KEYS})
 
@@ -43,7 +47,8 @@ rule train:
         # The checkpoint manifests are written last: they exist only for a finished run.
         model=f"{OUT}/train/model/manifest.json",
         ae=f"{OUT}/train/ae/manifest.json",
-        curves=report(f"{OUT}/train/training_curves.png", category="Training"),
+        curves=report(f"{OUT}/train/training_curves.png", caption="../report/training.rst",
+                      category="Training"),
     log:
         f"{LOGS}/train.log",
     benchmark:
@@ -54,8 +59,8 @@ rule train:
         cfg=train_config_json(),
         graph=lambda wc, input: f"--graph {input.graph}" if input.graph else "",
         esm2=lambda wc, input: f"--esm2 {input.esm2}" if input.esm2 else "",
-        launch=(f"torchrun --standalone --nproc_per_node {TR['nproc']} -m bulkfm.cli"
-                if TR["nproc"] > 1 else "bulkfm"),
+        # One process per GPU of the job (resources.gpu), else train.nproc CPU processes (gloo).
+        launch=lambda wc, resources: train_launcher(int(resources.gpu) or TR["nproc"]),
     threads: TR["threads"]
     resources:
         mem_mb=TR["mem_mb"],
