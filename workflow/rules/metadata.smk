@@ -41,11 +41,11 @@ rule metadata_bias:
             directory(f"{OUT}/metadata/bias"),
             patterns=["{name}.png"],
             caption="../report/bias.rst",
-            category="Metadata",
+            category="2. Metadata",
             subcategory="Bias",
             labels={"figure": "{name}"},
         ),
-        summary=report(f"{OUT}/metadata/bias_summary.tsv", caption="../report/bias_summary.rst", category="Metadata", labels={"table": "bias summary"}),
+        summary=report(f"{OUT}/metadata/bias_summary.tsv", caption="../report/bias_summary.rst", category="2. Metadata", labels={"table": "bias summary"}),
     log:
         f"{LOGS}/metadata_bias.log",
     benchmark:
@@ -68,7 +68,7 @@ rule metadata_impute_sex:
     output:
         table=f"{OUT}/metadata/sex_imputed.tsv",
         report=f"{OUT}/metadata/sex_report.json",
-        plot=report(f"{OUT}/metadata/sex_imputed.png", caption="../report/sex.rst", category="Metadata", labels={"figure": "sex from expression"}),
+        plot=report(f"{OUT}/metadata/sex_imputed.png", caption="../report/sex.rst", category="2. Metadata", labels={"figure": "sex from expression"}),
     log:
         f"{LOGS}/metadata_impute_sex.log",
     benchmark:

@@ -10,7 +10,7 @@ rule evaluate:
     output:
         metrics=f"{OUT}/evaluate/metrics.json",
         recon=report(f"{OUT}/evaluate/reconstruction.png", caption="../report/reconstruction.rst",
-                     category="Evaluation"),
+                     category="4. Evaluation"),
     log:
         f"{LOGS}/evaluate.log",
     benchmark:

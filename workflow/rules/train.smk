@@ -48,7 +48,7 @@ rule train:
         model=f"{OUT}/train/model/manifest.json",
         ae=f"{OUT}/train/ae/manifest.json",
         curves=report(f"{OUT}/train/training_curves.png", caption="../report/training.rst",
-                      category="Training"),
+                      category="3. Training"),
     log:
         f"{LOGS}/train.log",
     benchmark:
