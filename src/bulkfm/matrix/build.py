@@ -98,12 +98,10 @@ def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd
             total += vec[2]
         mean_length = total / len(vector_paths)
     writer = MatrixWriter(out, kept, sample_table)
-    counts = np.empty((chunk, len(keep)), dtype=np.float32)
-    tpm = np.empty((chunk, len(keep)), dtype=np.float32)
     read = VectorReader(len(genes))
     read(vector_paths[0])  # parse the header once, before the threads share the reader
 
-    def fill(j: int, path: Path) -> None:
+    def fill(counts: np.ndarray, tpm: np.ndarray, j: int, path: Path) -> None:
         vec = read(path)  # [3, genes]
         if counts_from_abundance == "no":
             counts[j] = vec[0, keep]
@@ -113,25 +111,36 @@ def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd
             counts[j] = length_scaled_tpm(vec[0], vec[1], mean_length)[keep]
         tpm[j] = vec[1, keep]
 
-    # Reading and gene selection release the GIL: two threads keep both cores busy.
+    # Reading runs in `threads` workers; writing a finished chunk runs in one more thread while
+    # the next chunk is read (file writes release the GIL). At most two chunks are in memory.
     pool = ThreadPoolExecutor(max_workers=threads)
+    write_pool = ThreadPoolExecutor(max_workers=1)
+    pending = None
     try:
         bar = tqdm(total=len(vector_paths), unit="sample", disable=not progress, desc="matrix")
         for start in range(0, len(vector_paths), chunk):
             paths = vector_paths[start : start + chunk]
-            list(pool.map(fill, range(len(paths)), paths))
-            c, t = counts[: len(paths)], tpm[: len(paths)]
+            c = np.empty((len(paths), len(keep)), dtype=np.float32)
+            t = np.empty((len(paths), len(keep)), dtype=np.float32)
+            list(pool.map(lambda j, p: fill(c, t, j, p), range(len(paths)), paths))
             if renormalize_tpm:
-                sums = t.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-                t = np.divide(t * np.float32(1e6), sums, out=np.zeros_like(t), where=sums > 0)
-            writer.write(start, counts=c, tpm=t, log1p_tpm=np.log1p(t))
+                sums = t.sum(axis=1, keepdims=True, dtype=np.float64)
+                scale = np.divide(1e6, sums, out=np.zeros_like(sums), where=sums > 0)
+                t *= scale.astype(np.float32)
+            log_t = np.log1p(t)
+            if pending is not None:
+                pending.result()
+            pending = write_pool.submit(writer.write, start, counts=c, tpm=t, log1p_tpm=log_t)
             bar.update(len(paths))
+        if pending is not None:
+            pending.result()
         bar.close()
     except BaseException:
         writer.abort()
         raise
     finally:
         pool.shutdown()
+        write_pool.shutdown()
     return writer.close()
 
 
