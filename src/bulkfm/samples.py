@@ -61,7 +61,9 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
 
 def _runs_from_metadata(path: Path) -> pd.DataFrame:
     """The resolved runs table (``sra/metadata.parquet``) as a sheet: one sample per kept run."""
-    cols = pd.read_parquet(path).columns
+    import pyarrow.parquet as pq
+
+    cols = pq.read_schema(path).names
     table = pd.read_parquet(path, columns=[c for c in ("run", "excluded_reason") if c in cols])
     if "excluded_reason" in table.columns:
         table = table[table["excluded_reason"].isna() | (table["excluded_reason"] == "")]

@@ -206,10 +206,8 @@ class MatrixWriter:
         for fh in self._files.values():
             fh.close()
         self._files.clear()
-        try:
-            raise RuntimeError("aborted")
-        except RuntimeError as exc:
-            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+        # Leave the atomic context as on an error: the temporary directory is removed.
+        self._ctx.__exit__(RuntimeError, RuntimeError("matrix aborted"), None)
 
 
 # --------------------------------------------------------------------------- Parquet table

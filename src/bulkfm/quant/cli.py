@@ -122,9 +122,12 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _download_settings(value: str | None) -> dict:
-    from bulkfm.sra.cli import _config
+    from bulkfm.sra.config import SraConfig
 
-    kw = _config(Path(value) if value and not value.lstrip().startswith("{") else value).download_kwargs()
+    try:
+        kw = SraConfig.parse(value).download_kwargs()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"bad sra config: {exc}") from None
     kw.pop("threads", None)  # the batch's --threads applies
     return kw
 
@@ -133,7 +136,9 @@ def _ena_urls(sheet: Path) -> dict[str, tuple[list[str], list[str] | None]]:
     """ENA FASTQ URLs and md5s per run, when the batch reads a resolved runs table."""
     if sheet.suffix != ".parquet":
         return {}
-    cols = set(pd.read_parquet(sheet).columns)
+    import pyarrow.parquet as pq
+
+    cols = set(pq.read_schema(sheet).names)
     if not {"run", "fastq_ftp", "fastq_md5"} <= cols:
         return {}
     table = pd.read_parquet(sheet, columns=["run", "fastq_ftp", "fastq_md5"]).dropna(subset=["fastq_ftp"])

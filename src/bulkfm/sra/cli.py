@@ -88,9 +88,7 @@ def read_sheet(path: Path) -> list[str]:
 def _config(path: Path | None) -> SraConfig:
     """The sra settings: a YAML file, or the block as JSON text (how the workflow passes it)."""
     try:
-        if path is not None and str(path).lstrip().startswith("{"):
-            return SraConfig.from_mapping(json.loads(str(path)))
-        return SraConfig.load(path)
+        return SraConfig.parse(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"bad sra config: {exc}") from exc
 

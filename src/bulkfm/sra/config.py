@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,13 @@ class SraConfig:
         if unknown:
             raise ValueError(f"unknown sra config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
         return cls({**DEFAULTS, **cfg})
+
+    @classmethod
+    def parse(cls, value: str | os.PathLike[str] | None) -> SraConfig:
+        """A YAML file path, or the block as JSON text (how the workflow passes it), or None."""
+        if value is not None and str(value).lstrip().startswith("{"):
+            return cls.from_mapping(json.loads(str(value)))
+        return cls.load(value)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None) -> SraConfig:
