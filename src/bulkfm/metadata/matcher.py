@@ -41,6 +41,9 @@ def organism_level(index: TermIndex, tid: str) -> bool:
     """'female organism', 'adult organism', 'multicellular organism': sex/stage, not a tissue."""
     t = index.get(tid)
     return bool(t and t.ontology == "UBERON" and (tid == "UBERON:0000468" or t.label.endswith(" organism")))
+# UBERON ranges of taxon-specific anatomy (2: teleost, 3: amphibian, 6: insect): never a human tissue
+# ('papilla' is a zebrafish term; human papillae have their own IDs).
+_NON_HUMAN_UBERON = ("UBERON:2", "UBERON:3", "UBERON:6")
 _GLUED_CELL = re.compile(r"\b([a-z0-9]{1,6})cell(s?)\b")  # 'tcell', 'bcells', 'nkcell' (GEO-processed text)
 _CVCL_CONTEXT = re.compile(r"cell ?lines?|cells?\b")
 
@@ -96,7 +99,7 @@ class Matcher:
         return out
 
     def _allowed(self, field: str, tid: str) -> bool:
-        if field == "tissue" and organism_level(self.index, tid):
+        if field == "tissue" and (organism_level(self.index, tid) or tid.startswith(_NON_HUMAN_UBERON)):
             return False
         return not any(self.index.is_a(tid, a) for a in _EXCLUDE_UNDER.get(field, ()))
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from bulkfm.metadata.embedding import Embedder
+from bulkfm.metadata.infer import INFERRED_CEILING, Inference
 from bulkfm.metadata.keys import match_key
 from bulkfm.metadata.llm import LLMChooser, LLMConfig, Question
 from bulkfm.metadata.matcher import Hit, Matcher
@@ -42,6 +43,12 @@ from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, NORMAL, FieldValue
 
 log = logging.getLogger(__name__)
 
+STEM_CELL = "CL:0000034"
+# Cell types grown in culture before profiling, practically always (a 'cell line' sample type):
+# fibroblast, endothelial cell, smooth muscle cell, stromal cell, keratinocyte, chondrocyte,
+# myoblast, mesenchymal stem cell, melanocyte, osteoblast.
+CULTURE_CELL_TYPES = ("CL:0000057", "CL:0000115", "CL:0000192", "CL:0000499", "CL:0000312", "CL:0000138",
+                      "CL:0000056", "CL:0000134", "CL:0000148", "CL:0000062")
 ONTOLOGY_FIELDS = ("tissue", "cell_type", "cell_line", "disease", "development_stage")
 TECHNICAL = ("library_selection", "library_layout", "library_strategy", "instrument")
 # Base confidence of each kind of evidence (before agreement).
@@ -130,6 +137,7 @@ class Harmonizer:
         self.index = index
         self.settings = settings or Settings()
         self.matcher = Matcher(index, resources)
+        self.infer = Inference(index, self.matcher, resources)
         self.embedder = embedder
         self.llm = LLMChooser(llm or LLMConfig(), index, resources)
         self.reviewed = dict(reviewed or {})
@@ -198,6 +206,8 @@ class Harmonizer:
             cands.append(c)
             pendings.append(p)
         self._embed(cands, pendings)
+        for c in cands:
+            self._cell_supports_tissue(c)
         decided = [self._decide(c) for c in cands]
         results = [d[0] for d in decided]
         raws = [d[1] for d in decided]
@@ -377,6 +387,16 @@ class Harmonizer:
         if t:
             cands["time"].append(Candidate(None, t, key, "rule", 0.85, value))
 
+    def _cell_supports_tissue(self, cands: dict[str, list[Candidate]]) -> None:
+        """A tissue candidate that a cell type candidate resides in gains support: 'hepatocytes
+        ... liver resection ... stomach cancer' is liver tissue, not stomach."""
+        tissues = {c.id for c in cands["tissue"] if c.id}
+        for ct in list(cands["cell_type"]):
+            home = self.infer.tissue_from_cell_type(ct.id) if ct.id else None
+            if home and any(t == home or self.index.is_a(t, home) for t in tissues):
+                cands["tissue"].append(Candidate(home, self.index.label(home), f"{ct.source} (cell type)", "rule",
+                                                 round(0.3 * ct.confidence, 3), ct.raw))
+
     # ---------------------------------------------------------------- step c
     def _embed(self, cands: list[dict[str, list[Candidate]]], pendings: list[list[Pending]]) -> None:
         if not self.settings.embedding or self.embedder is None:
@@ -480,13 +500,6 @@ class Harmonizer:
 
     # ---------------------------------------------------------------- derived fields
     def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
-        # 'fibroblast' + tissue 'lung' -> 'fibroblast of lung' when CL has that term
-        ct, ts = f["cell_type"], f["tissue"]
-        if ct.ontology_id and ts.ontology_id and ct.method in ("lexicon", "embedding"):
-            sharper = self.matcher.compose(ct.ontology_id, ts.ontology_id)
-            if sharper:
-                f["cell_type"] = FieldValue(self.index.label(sharper), sharper, f"{ct.source}+{ts.source}"[:200],
-                                            ct.method, round(min(ct.confidence, ts.confidence), 3))
         # disease of a known cell line's donor, when the record names none
         cl = f["cell_line"]
         if f["disease"].empty and cl.ontology_id and cl.confidence >= 0.6:
@@ -496,6 +509,14 @@ class Harmonizer:
             if tid:
                 f["disease"] = FieldValue(self.index.label(tid), tid, f"{cl.source} (cell line)", "lexicon",
                                           round(min(0.85, cl.confidence), 3))
+        self._implied(f)
+        # 'fibroblast' + tissue 'lung' -> 'fibroblast of lung' when CL has that term
+        ct, ts = f["cell_type"], f["tissue"]
+        if ct.ontology_id and ts.ontology_id and ct.method in ("lexicon", "embedding", "rule"):
+            sharper = self.matcher.compose(ct.ontology_id, ts.ontology_id)
+            if sharper:
+                f["cell_type"] = FieldValue(self.index.label(sharper), sharper, f"{ct.source}+{ts.source}"[:200],
+                                            ct.method, round(min(ct.confidence, ts.confidence), 3))
         # development stage from age ('48' -> '48-year-old stage')
         if f["development_stage"].empty and f["age_years"].value is not None:
             years = float(f["age_years"].value)
@@ -516,10 +537,46 @@ class Harmonizer:
             has_tissue=not f["tissue"].empty,
             cell_line_key="cell_line" in keys,
             explicit=explicit,
+            found_cell_type=bool(f["cell_type"].ontology_id) and f["cell_type"].method != "rule",
+            differentiated_cell_type=bool(f["cell_type"].ontology_id) and f["cell_type"].method != "rule"
+            and not self.index.is_a(f["cell_type"].ontology_id, STEM_CELL),
+            culture_cell_type=bool(f["cell_type"].ontology_id) and f["cell_type"].method != "rule"
+            and any(self.index.is_a(f["cell_type"].ontology_id, c) for c in CULTURE_CELL_TYPES),
         )
         if st and (st != explicit or f["sample_type"].empty):
             src = f["sample_type"].source or "+".join(sorted(k for k in keys if k)) or "text"
             f["sample_type"] = FieldValue(st, None, src, "rule", conf)
+
+    def _implied(self, f: dict[str, FieldValue]) -> None:
+        """Cell type from the disease's cell of origin; tissue from the cell type or disease;
+        'epithelial cell' + tissue -> that tissue's epithelium (infer.py). Only empty fields are
+        filled (or an answer sharpened to a term below it), at a confidence below review."""
+        def inferred(tid: str, basis: FieldValue, name: str) -> FieldValue:
+            conf = min(INFERRED_CEILING, round(basis.confidence * 0.7, 3))
+            return FieldValue(self.index.label(tid), tid, f"{basis.source} ({name})"[:200], "rule", conf)
+
+        ds, ct = f["disease"], f["cell_type"]
+        if ds.ontology_id and ds.ontology_id != NORMAL:
+            origin = self.infer.cell_type_from_disease(ds.ontology_id)
+            # a general cell type that the cell of origin lies below is sharpened ('leukocyte' + AML)
+            if origin and (ct.empty or (ct.ontology_id and origin != ct.ontology_id
+                                         and self.index.is_a(origin, ct.ontology_id))):
+                f["cell_type"] = inferred(origin, ds, "cell of origin")
+        ct, ts = f["cell_type"], f["tissue"]
+        if ts.empty and ct.ontology_id:
+            tid = self.infer.tissue_from_cell_type(ct.ontology_id)
+            if tid:
+                f["tissue"] = inferred(tid, ct, "cell type")
+        if f["tissue"].empty and ds.ontology_id and ds.ontology_id != NORMAL:
+            tid = self.infer.tissue_from_disease(ds.ontology_id)
+            if tid:
+                f["tissue"] = inferred(tid, ds, "disease")
+        ct, ts = f["cell_type"], f["tissue"]
+        if ts.ontology_id and ct.ontology_id and ts.method != "rule":
+            tid = self.infer.epithelium(ts.ontology_id, ct.ontology_id)
+            if tid:
+                f["tissue"] = FieldValue(self.index.label(tid), tid, f"{ts.source}+{ct.source}"[:200],
+                                         ts.method, round(min(ts.confidence, ct.confidence), 3))
 
     # ---------------------------------------------------------------- review read-back
     def _apply_reviewed(self, f: dict[str, FieldValue], raws: dict[str, str]) -> None:

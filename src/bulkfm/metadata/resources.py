@@ -19,7 +19,7 @@ def resource_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(__file__).resolve().parents[3] / "resources" / "metadata"
 
 
-def _rows(path: Path) -> list[list[str]]:
+def read_rows(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"metadata resource missing: {path} (set BULKFM_METADATA_RESOURCES)")
     out = []
@@ -33,20 +33,20 @@ def _rows(path: Path) -> list[list[str]]:
 @lru_cache(maxsize=4)
 def key_aliases(directory: str | None = None) -> dict[str, tuple[str, float]]:
     """normalised raw key -> (field, weight)."""
-    rows = _rows(resource_dir(directory) / "key_aliases.tsv")
+    rows = read_rows(resource_dir(directory) / "key_aliases.tsv")
     return {norm(r[0]): (r[1], float(r[2]) if len(r) > 2 else 1.0) for r in rows}
 
 
 @lru_cache(maxsize=4)
 def text_keys(directory: str | None = None) -> frozenset[str]:
-    return frozenset(norm(r[0]) for r in _rows(resource_dir(directory) / "text_keys.tsv"))
+    return frozenset(norm(r[0]) for r in read_rows(resource_dir(directory) / "text_keys.tsv"))
 
 
 @lru_cache(maxsize=4)
 def lexicon(directory: str | None = None) -> dict[str, dict[str, tuple[str, str]]]:
     """field -> normalised phrase -> (ontology id, scope 'value'|'any')."""
     out: dict[str, dict[str, tuple[str, str]]] = {}
-    for r in _rows(resource_dir(directory) / "lexicon.tsv"):
+    for r in read_rows(resource_dir(directory) / "lexicon.tsv"):
         out.setdefault(r[0], {})[norm(r[1])] = (r[2], r[3] if len(r) > 3 else "any")
     return out
 
@@ -59,4 +59,4 @@ def prompt(directory: str | None = None) -> str:
 def cell_line_disease(directory: str | None = None) -> dict[str, str]:
     """Cellosaurus ID -> disease label ('normal' for lines from healthy donors)."""
     path = resource_dir(directory) / "cell_line_disease.tsv"
-    return {r[0]: r[1] for r in _rows(path)} if path.is_file() else {}
+    return {r[0]: r[1] for r in read_rows(path)} if path.is_file() else {}

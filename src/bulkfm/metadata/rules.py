@@ -200,18 +200,26 @@ _ORGANOID = re.compile(r"organoid|tumoroid|enteroid|colonoid|assembloid")
 _STEM = re.compile(r"\b(h?ipsc?s?|h?escs?|hes|hues\d*|es cells?|ips cells?|pluripotent|embryonic stem|"
                    r"induced pluripotent|stem cell line)\b")
 _DIFF = re.compile(r"(?<!un)differentiat|derived|\binduced\b(?! pluripotent)|reprogramm|directed|\bdiff\b|"
-                   r"\bday \d+ of|\bd\d+ (of )?differentiation|transdifferentiat")
+                   r"\bday \d+ of|\bd\d+ (of )?differentiation|transdifferentiat|\bnpcs?\b|progenitors?\b")
 _DIFF_ALONE = re.compile(r"in ?vitro (differentiated|derived)|(?<!un)differentiated (cells|into|from)|"
                          r"(?<!un)differentiation (day|stage|time|protocol|method|medium)|\bderived (neurons?|"
                          r"macrophages?|cardiomyocytes?|hepatocytes?|organoids?)")
 _CELL_LINE = re.compile(r"cell ?lines?\b|immortali[sz]ed|lymphoblastoid|\blcls?\b|\batcc\b|\bdsmz\b|\bcoriell\b")
+# Cells grown in culture: a 'cell line' in MetaSRA's sense (passaged primary cultures such as
+# HUVEC or dermal fibroblasts included); 'primary cells' are isolated and profiled uncultured.
+_CULTURED = re.compile(r"\bpassages? \d|\bp\d+ ?- ?\d+\b|\bpassaged\b|subcultur|\bcultured\b|\bcultures?\b|\bconfluen|"
+                       r"\blonza\b|promocell|\bcell systems\b|\blifeline\b|\bcascade biologics\b|sciencell|\bgibco\b")
+# cues that cells were profiled straight from the donor, not grown first
+_UNCULTURED = re.compile(r"\bsorted\b|\bfacs\b|freshly|uncultured|ex vivo|\bmacs\b")
+_CELLS_WORD = re.compile(r"\bcells\b|cytes\b|blasts\b|\bpbmcs?\b")
 _PRIMARY_CELLS = re.compile(r"primary (cells?|culture)|\bsorted\b|\bfacs\b|\bmacs\b|isolated|purified|"
                             r"\bcells?\b|cytes?\b|blasts?\b|\bpbmcs?\b")
 _TISSUE = re.compile(r"tissue|biopsy|biopsies|resection|autopsy|post.?mortem|surgical|necropsy|whole blood|"
                      r"\btumou?rs?\b|specimen")
 _EXPLICIT_TYPES = (("xenograft", _XENO), ("organoid", _ORGANOID),
                    ("in-vitro differentiated", re.compile(r"in.?vitro differentiated|(?<!un)differentiated")),
-                   ("cell line", re.compile(r"cell ?line")), ("primary cells", re.compile(r"primary cells?|cells?\b")),
+                   ("cell line", re.compile(r"cell ?line|cell culture|cultured cells?|\bin culture\b")),
+                   ("primary cells", re.compile(r"primary cells?|(?<!single )cells?\b(?! ?free)")),
                    ("primary tissue", re.compile(r"tissue|biopsy|surgical|primary tumou?r|whole blood")))
 
 
@@ -225,30 +233,42 @@ def explicit_sample_type(value: str) -> str | None:
 
 
 def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has_tissue: bool,
-                     cell_line_key: bool, explicit: str | None) -> tuple[str | None, float]:
+                     cell_line_key: bool, explicit: str | None, found_cell_type: bool = False,
+                     differentiated_cell_type: bool = False,
+                     culture_cell_type: bool = False) -> tuple[str | None, float]:
     """Sample type from all raw text (keys and values) and what the other fields found.
 
     Order matters and encodes how samples are made: an iPSC-derived neuron is in-vitro
-    differentiated even though a cell line is named; a cell type named beside a tissue
-    means cells were isolated from it (primary cells).
+    differentiated even though a cell line is named; cells grown in culture (a named line, a
+    passage number) are a cell line; a cell type named beside a tissue means cells were isolated
+    from it (primary cells). ``has_cell_type``: a cell-type key has a value; ``found_cell_type``:
+    a cell type was found anywhere; ``differentiated_cell_type``: it is not a stem cell;
+    ``culture_cell_type``: a cell type only ever profiled after growth in culture (fibroblasts,
+    endothelial or smooth muscle cells, keratinocytes...).
     """
     low = text.lower().replace("_", " ")
     if _XENO.search(low):
         return "xenograft", 0.85
     stem = bool(_STEM.search(low))
-    if stem and _DIFF.search(low) or _DIFF_ALONE.search(low) or explicit == "in-vitro differentiated":
+    if (stem and (_DIFF.search(low) or differentiated_cell_type) or _DIFF_ALONE.search(low)
+            or explicit == "in-vitro differentiated"):
         return "in-vitro differentiated", 0.8
     if _ORGANOID.search(low):
         return "organoid", 0.85
+    if explicit == "primary tissue" and (has_cell_line or cell_line_key):
+        return "cell line", 0.7
+    if explicit == "primary cells" and has_cell_line:
+        return "cell line", 0.7  # 'cells' said of a named line
     if explicit in ("cell line", "primary cells", "primary tissue"):
-        if explicit == "primary tissue" and (has_cell_line or cell_line_key):
-            return "cell line", 0.7
         return explicit, 0.85
     if has_cell_line or cell_line_key or _CELL_LINE.search(low):
         return "cell line", 0.85 if has_cell_line else 0.75
     if stem:
         return "cell line", 0.65  # ESC/iPSC lines
-    if has_cell_type or (_PRIMARY_CELLS.search(low) and not has_tissue):
+    if (_CULTURED.search(low) and (has_cell_type or found_cell_type or _PRIMARY_CELLS.search(low))
+            or culture_cell_type and not _UNCULTURED.search(low)):
+        return "cell line", 0.6
+    if has_cell_type or (_PRIMARY_CELLS.search(low) and not has_tissue) or (found_cell_type and _CELLS_WORD.search(low)):
         return "primary cells", 0.7
     if has_tissue or _TISSUE.search(low):
         return "primary tissue", 0.7
