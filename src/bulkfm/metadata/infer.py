@@ -20,6 +20,7 @@ from bulkfm.metadata.ontology import TermIndex
 from bulkfm.metadata.resources import read_rows, resource_dir
 
 EPITHELIAL_CELL = "CL:0000066"
+SKELETAL_MUSCLE_ORGAN, SKELETAL_MUSCLE_TISSUE = "UBERON:0014892", "UBERON:0001134"
 # Confidence of an inferred answer relative to the evidence it rests on (and a ceiling): below
 # the default review threshold (0.6), so every inferred value is offered to a curator.
 INFERRED_CEILING = 0.55
@@ -119,3 +120,31 @@ class Inference:
                     break
             self._memo[key] = found
         return self._memo[key]
+
+    def part_of(self, part: str, organ: str) -> str | None:
+        """'<part> of <organ>' or '<organ> <part>' in UBERON, below the organ ('mucosa' +
+        'esophagus' -> 'mucosa of esophagus')."""
+        key = (f"part:{part}", organ)
+        if key not in self._memo:
+            p, o = self.index.get(part), self.index.get(organ)
+            found = None
+            if p and o:
+                organ_names = [o.label] + [s for s in o.all_synonyms() if len(s) > 3][:6]
+                for name in organ_names:
+                    for phrase in (f"{p.label} of {name}", f"{name} {p.label}"):
+                        hits = [self.index.resolve(t) for t, _ in self.index.find(phrase, ("UBERON",))]
+                        found = next((t for t in hits if t and t != organ and self.index.is_a(t, organ)), None)
+                        if found:
+                            break
+                    if found:
+                        break
+            self._memo[key] = found
+        return self._memo[key]
+
+    def tissue_class(self, tissue: str) -> str:
+        """The tissue a sample of ``tissue`` is: a named skeletal muscle (vastus lateralis,
+        quadriceps) is sampled as skeletal muscle tissue - the class expression atlases use
+        (GTEx 'Muscle - Skeletal'); UBERON has no 'skeletal muscle tissue of X' terms."""
+        if tissue != SKELETAL_MUSCLE_ORGAN and self.index.is_a(tissue, SKELETAL_MUSCLE_ORGAN):
+            return SKELETAL_MUSCLE_TISSUE
+        return tissue

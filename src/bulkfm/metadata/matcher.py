@@ -48,6 +48,12 @@ _GLUED_CELL = re.compile(r"\b([a-z0-9]{1,6})cell(s?)\b")  # 'tcell', 'bcells', '
 _CVCL_CONTEXT = re.compile(r"cell ?lines?|cells?\b")
 
 
+def _in_capitals(text: str, word: str) -> bool:
+    """``word`` occurs in ``text`` written with at least two capitals ('RPE', 'hESC', 'CLi')."""
+    return any(sum(c.isupper() for c in m.group(0)) >= 2
+               for m in re.finditer(rf"(?<![A-Za-z0-9]){re.escape(word)}s?(?![A-Za-z0-9])", text, re.I))
+
+
 @dataclass(slots=True)
 class Hit:
     id: str
@@ -109,15 +115,26 @@ class Matcher:
         if field in self._scan_tables:
             return self._scan_tables[field]
         table: dict[str, list[tuple[str, str]]] = {}
+        elided: dict[str, list[tuple[str, str]]] = {}
         for onto in FIELD_ONTOLOGIES.get(field, ()):
             if onto in ("CVCL", "EFO", "PATO"):
                 continue  # CVCL: handled by _scan_cell_lines; EFO/PATO: only whole values
             for phrase, hits in self.index.lookup.get(onto, {}).items():
                 if len(phrase) < 3 or phrase in _GENERIC:
                     continue
-                keep = [(i, k) for i, k in hits if self._allowed(field, i)]
+                # short one-word synonyms are abbreviations ('RPE', 'ESC', 'CLi'): inside free text
+                # they count only where written in capitals (scan), or 'cli' in any text would be a nucleus
+                abbrev = len(phrase) <= 4 and " " not in phrase
+                keep = [(i, "abbrev" if abbrev and k == "synonym" else k) for i, k in hits if self._allowed(field, i)]
                 if keep:
                     table.setdefault(phrase, []).extend(keep)
+                    # 'subcutaneous adipose' names 'subcutaneous adipose tissue': the head noun is
+                    # often left out (two words must remain, so 'adipose'/'connective' alone do not)
+                    words = phrase.split()
+                    if field == "tissue" and len(words) >= 3 and words[-1] == "tissue":
+                        elided.setdefault(" ".join(words[:-1]), []).extend(keep)
+        for phrase, hits in elided.items():
+            table.setdefault(phrase, hits)
         for phrase, (tid, scope) in self.lex.get(field, {}).items():
             if scope == "any" and field != "cell_line":
                 table[phrase] = [(tid, "lexicon")]
@@ -141,6 +158,8 @@ class Matcher:
             for n in range(min(MAX_NGRAM, len(tokens) - i), 0, -1):
                 phrase = " ".join(tokens[i:i + n])
                 hits = table.get(phrase) or (table.get(singular(phrase)) if n >= 1 else None)
+                if hits and all(h[1] == "abbrev" for h in hits) and not _in_capitals(text, phrase):
+                    hits = None
                 if hits:
                     hits = sorted(hits, key=lambda h: {"lexicon": 0, "label": 1}.get(h[1], 2))
                     tid = self.index.resolve(hits[0][0])

@@ -44,6 +44,9 @@ from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, NORMAL, FieldValue
 log = logging.getLogger(__name__)
 
 STEM_CELL = "CL:0000034"
+# Generic tissue parts that need an organ to name a place ('mucosa', 'cortex'): see _tissue_parts.
+TISSUE_PARTS = frozenset({"mucosa", "epithelium", "stroma", "submucosa", "cortex", "medulla", "endothelium",
+                          "lamina propria", "muscularis mucosa", "serosa", "parenchyma", "connective tissue"})
 # Cell types grown in culture before profiling, practically always (a 'cell line' sample type):
 # fibroblast, endothelial cell, smooth muscle cell, stromal cell, keratinocyte, chondrocyte,
 # myoblast, mesenchymal stem cell, melanocyte, osteoblast.
@@ -208,6 +211,7 @@ class Harmonizer:
         self._embed(cands, pendings)
         for c in cands:
             self._cell_supports_tissue(c)
+            self._tissue_parts(c)
         decided = [self._decide(c) for c in cands]
         results = [d[0] for d in decided]
         raws = [d[1] for d in decided]
@@ -283,8 +287,11 @@ class Harmonizer:
             for fld in ("tissue", "cell_type", "cell_line", "disease"):
                 if own.get(src) == fld:
                     continue  # already looked at as this field's own value
-                for h in self.matcher.scan(fld, text)[:2]:
+                hits = self.matcher.scan(fld, text)[:2]
+                for h in hits:
                     conf = CONF["text_scan"] + (0.05 if h.kind in ("label", "lexicon") else 0.0)
+                    if h.count < hits[0].count:
+                        conf -= 0.1  # named fewer times than the first: the text is mostly about that
                     cands[fld].append(Candidate(h.id, self.index.label(h.id), src, "lexicon", conf, text))
         self._rules(rec, keyed, texts, cands)
         return cands, pending
@@ -396,6 +403,24 @@ class Harmonizer:
             if home and any(t == home or self.index.is_a(t, home) for t in tissues):
                 cands["tissue"].append(Candidate(home, self.index.label(home), f"{ct.source} (cell type)", "rule",
                                                  round(0.3 * ct.confidence, 3), ct.raw))
+
+    def _tissue_parts(self, cands: dict[str, list[Candidate]]) -> None:
+        """A generic tissue part named beside an organ is that organ's part: 'normal mucosa ...
+        esophagus' -> 'mucosa of esophagus', 'cortex ... kidney' -> 'cortex of kidney'."""
+        found = {c.id: c for c in sorted(cands["tissue"], key=lambda c: c.confidence) if c.id}
+        for part_id, part in list(found.items()):
+            if norm(self.index.label(part_id) or "") not in TISSUE_PARTS:
+                continue
+            for organ_id, organ in list(found.items()):
+                if organ_id == part_id:
+                    continue
+                tid = self.infer.part_of(part_id, organ_id)
+                if tid:
+                    conf = 1 - (1 - max(part.confidence, organ.confidence)) * (1 - 0.5 * min(part.confidence,
+                                                                                           organ.confidence))
+                    cands["tissue"].append(Candidate(tid, self.index.label(tid), f"{part.source}+{organ.source}"[:200],
+                                                     part.method, round(conf, 3), part.raw))
+                    break
 
     # ---------------------------------------------------------------- step c
     def _embed(self, cands: list[dict[str, list[Candidate]]], pendings: list[list[Pending]]) -> None:
@@ -571,6 +596,10 @@ class Harmonizer:
             tid = self.infer.tissue_from_disease(ds.ontology_id)
             if tid:
                 f["tissue"] = inferred(tid, ds, "disease")
+        ts = f["tissue"]
+        if ts.ontology_id and self.infer.tissue_class(ts.ontology_id) != ts.ontology_id:
+            tid = self.infer.tissue_class(ts.ontology_id)
+            f["tissue"] = FieldValue(self.index.label(tid), tid, ts.source, ts.method, ts.confidence)
         ct, ts = f["cell_type"], f["tissue"]
         if ts.ontology_id and ct.ontology_id and ts.method != "rule":
             tid = self.infer.epithelium(ts.ontology_id, ct.ontology_id)
