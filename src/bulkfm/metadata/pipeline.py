@@ -290,8 +290,10 @@ class Harmonizer:
                 hits = self.matcher.scan(fld, text)[:2]
                 for h in hits:
                     conf = CONF["text_scan"] + (0.05 if h.kind in ("label", "lexicon") else 0.0)
-                    if h.count < hits[0].count:
-                        conf -= 0.1  # named fewer times than the first: the text is mostly about that
+                    if h is not hits[0]:
+                        # named fewer times than the first (the text is mostly about that), or as
+                        # often but by a shorter phrase: the scan's order breaks the tie
+                        conf -= 0.1 if h.count < hits[0].count else 0.02
                     cands[fld].append(Candidate(h.id, self.index.label(h.id), src, "lexicon", conf, text))
         self._rules(rec, keyed, texts, cands)
         return cands, pending
@@ -479,6 +481,15 @@ class Harmonizer:
                     if s is not t and s[1].id and t[1].id and self.index.is_a(s[1].id, t[1].id):
                         s[0] = 1 - (1 - s[0]) * (1 - t[0] * 0.3)
         scored.sort(key=lambda s: (-s[0], -(self.index.depth(s[1].id) if s[1].id else 0)))
+        if fld in FIELD_ONTOLOGIES and scored[0][1].id:
+            # a well-supported term below the winner says the same, more precisely ('kidney' +
+            # 'renal cortex'): take it, with the winner's support
+            top = scored[0]
+            below = [s for s in scored[1:] if s[1].id and s[0] >= 0.6 and self.index.is_a(s[1].id, top[1].id)]
+            if below:
+                pick = max(below, key=lambda s: (self.index.depth(s[1].id), s[0]))
+                scored.remove(pick)
+                scored.insert(0, [max(pick[0], top[0]), pick[1], pick[2] | top[2]])
         conf, best, sources = scored[0]
         if len(scored) > 1:
             rival_conf, rival = scored[1][0], scored[1][1]

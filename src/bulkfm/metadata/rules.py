@@ -250,7 +250,10 @@ def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has
     if _XENO.search(low):
         return "xenograft", 0.85
     stem = bool(_STEM.search(low))
-    if (stem and (_DIFF.search(low) or differentiated_cell_type) or _DIFF_ALONE.search(low)
+    # 'differentiation state: undifferentiated' describes a stem cell line, not a product of it
+    undiff = bool(re.search(r"\bundifferentiated\b", low))
+    diff = not undiff and bool(_DIFF.search(re.sub(r"differentiation (state|status|stage)", " ", low)))
+    if (stem and (diff or differentiated_cell_type and not undiff) or _DIFF_ALONE.search(low)
             or explicit == "in-vitro differentiated"):
         return "in-vitro differentiated", 0.8
     if _ORGANOID.search(low):
