@@ -518,6 +518,9 @@ class Harmonizer:
                 ids = list(dict.fromkeys(ids))[: self.settings.candidates]
                 if not ids:
                     continue
+                if (len(ids) == 1 and fv is not None and fv.ontology_id == ids[0]
+                        and fv.confidence >= self.settings.review_threshold):
+                    continue  # one candidate, already the answer and above review: a call could only confirm it
                 questions[(i, p.field)] = Question(p.field, p.raw, tuple((t, self.index.label(t) or "") for t in ids))
         self.stats["llm_questions"] += len(set(questions.values()))
         self.last_questions = questions  # for inspection (benchmarks)
