@@ -114,3 +114,11 @@ def test_no_teleost_terms(harm):
 ])
 def test_sample_type(harm, attrs, expected):
     assert _one(harm, **attrs)["sample_type"].value == expected
+
+
+def test_cell_line_names_that_efo_also_lists(harm):
+    # EFO has its own 'K562' and 'Caki2' terms: they must not make the names 'ordinary words'
+    assert _one(harm, isolate="K562", tissue="leukemia")["cell_line"].ontology_id == "CVCL_0004"
+    assert _one(harm, **{"cell line": "Caki2-empty vector"})["cell_line"].ontology_id == "CVCL_0235"
+    # NCI lung lines written without their prefix
+    assert _one(harm, **{"original cell line": "H2087"})["cell_line"].ontology_id == "CVCL_1524"

@@ -24,7 +24,7 @@ from bulkfm.common.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 5
+INDEX_VERSION = 7
 # What the harmonizer needs. NCBITaxon (3 GB to load) and the fly/worm/fish ontologies are left out.
 DEFAULT_ONTOLOGIES: tuple[str, ...] = ("UBERON", "CL", "MONDO", "EFO", "PATO", "HsapDv", "CVCL", "CHEBI")
 # Ontologies whose ancestor sets are kept (CVCL/CHEBI are flat or not scored by depth; keeping
@@ -263,17 +263,25 @@ def _build_lookup(index: TermIndex) -> None:
         onto = prefix_of(tid)
         if onto == "CVCL":
             index.compact_lookup.setdefault(compact(label), []).append(tid)
+            if label.startswith("NCI-H") and label[5:6].isdigit():
+                # the NCI lung lines are written without the prefix ('H441' for NCI-H441); the
+                # offline Cellosaurus snapshot has no synonyms to say so
+                index.compact_lookup.setdefault(compact(label[4:]), []).append(tid)
         else:
             key = norm(label)
             if key:
                 index.lookup.setdefault(onto, {}).setdefault(key, []).append((tid, "label"))
                 index.common_compact.add(key.replace(" ", ""))
+    cell_line_classes = {t.id for t in index.terms.values()
+                         if t.ontology == "EFO" and t.label and t.label.endswith("cell line")}
     for t in index.terms.values():
         if t.obsolete or not t.label:
             continue
         if t.ontology == "CVCL":
             index.compact_lookup.setdefault(compact(t.label), []).append(t.id)
             continue
+        # EFO's own cell line terms ('K562', 'Caki2') are names, not ordinary words
+        is_cell_line = t.ontology == "EFO" and (t.id in cell_line_classes or not cell_line_classes.isdisjoint(t.ancestors))
         table = index.lookup.setdefault(t.ontology, {})
         names = [(t.label, "label")]
         for kind, syns in t.synonyms.items():
@@ -285,7 +293,8 @@ def _build_lookup(index: TermIndex) -> None:
             key = norm(name)
             if not key:
                 continue
-            index.common_compact.add(key.replace(" ", ""))
+            if not is_cell_line:
+                index.common_compact.add(key.replace(" ", ""))
             hits = table.setdefault(key, [])
             if all(h[0] != t.id for h in hits):
                 hits.append((t.id, kind))
