@@ -111,6 +111,9 @@ def test_no_teleost_terms(harm):
     ({"cell type": "embryonic stem cells", "differentiation state": "undifferentiated", "cell line": "H9"},
      "cell line"),
     ({"tissue": "liver", "source_name": "liver biopsy"}, "primary tissue"),
+    ({"cell line": "H1", "source_name": "H1 human embryonic stem cells", "time": "day 12"}, "in-vitro differentiated"),
+    ({"cell type": "Basal Cell Carcinoma, nodular", "source_name": "nodular basal cell carcinoma"}, "primary tissue"),
+    ({"source_name": "A375 melanoma bearing mouse", "tissue": "A375 tumor"}, "xenograft"),
 ])
 def test_sample_type(harm, attrs, expected):
     assert _one(harm, **attrs)["sample_type"].value == expected

@@ -26,6 +26,7 @@ from bulkfm.metadata.llm import LLMChooser, LLMConfig, Question
 from bulkfm.metadata.matcher import Hit, Matcher
 from bulkfm.metadata.ontology import TermIndex, compact, norm
 from bulkfm.metadata.rules import (
+    NOT_CELLS as _NOT_CELLS,
     gene_symbol,
     is_null,
     parse_age,
@@ -572,7 +573,8 @@ class Harmonizer:
         st, conf = sample_type_from(
             text,
             has_cell_line=not f["cell_line"].empty and f["cell_line"].confidence >= 0.6,
-            has_cell_type="cell_type" in keys,
+            has_cell_type=any(match_key(k, self.resources).field == "cell_type" and not _NOT_CELLS.search(str(v).lower())
+                              for k, v in rec.attributes.items() if v and not is_null(str(v))),
             has_tissue=not f["tissue"].empty,
             cell_line_key="cell_line" in keys,
             explicit=explicit,

@@ -195,15 +195,22 @@ def gene_symbol(value: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ sample type
-_XENO = re.compile(r"xenograft|\bpdx\b|\bpdtx\b|engrafted (into|in) (nsg|nod|mice|mouse)")
+_XENO = re.compile(r"xenograft|\bpdx\b|\bpdtx\b|engrafted (into|in) (nsg|nod|mice|mouse)|"
+                   r"(tumou?r|cancer|melanoma|carcinoma)[- ]bearing (mice|mouse|nsg|nude)|\bhost mouse\b")
 _ORGANOID = re.compile(r"organoid|tumoroid|enteroid|colonoid|assembloid")
 _STEM = re.compile(r"\b(h?ipsc?s?|h?escs?|hes|hues\d*|es cells?|ips cells?|pluripotent|embryonic stem|"
-                   r"induced pluripotent|stem cell line)\b")
+                   r"induced pluripotent|stem cell line|es(?=[- ]derived))\b")
+# a stem cell culture sampled on day N is a differentiation time course (lines are passaged, not dated)
+_DAYS = re.compile(r"\bday \d+|\bd\d+\b|\b\d+ ?days?\b|\b\d+d\b")
 _DIFF = re.compile(r"(?<!un)differentiat|derived|\binduced\b(?! pluripotent)|reprogramm|directed|\bdiff\b|"
                    r"\bday \d+ of|\bd\d+ (of )?differentiation|transdifferentiat|\bnpcs?\b|progenitors?\b")
 _DIFF_ALONE = re.compile(r"in ?vitro (differentiated|derived)|(?<!un)differentiated (cells|into|from)|"
                          r"(?<!un)differentiation (day|stage|time|protocol|method|medium)|\bderived (neurons?|"
-                         r"macrophages?|cardiomyocytes?|hepatocytes?|organoids?)")
+                         r"macrophages?|cardiomyocytes?|hepatocytes?|organoids?)|reprogramming|"
+                         r"\bnpcs?\b|neural progenitors?|neural precursors?")
+# a cell-type value that names a tumour or a tissue does not make the sample isolated cells
+NOT_CELLS = re.compile(r"carcinoma|cancer|tumou?r|sarcoma|leuka?emia|lymphoma|melanoma|glioma|blastoma|"
+                        r"whole blood|tissue|biopsy")
 _CELL_LINE = re.compile(r"cell ?lines?\b|immortali[sz]ed|lymphoblastoid|\blcls?\b|\batcc\b|\bdsmz\b|\bcoriell\b")
 # Cells grown in culture: a 'cell line' in MetaSRA's sense (passaged primary cultures such as
 # HUVEC or dermal fibroblasts included); 'primary cells' are isolated and profiled uncultured.
@@ -252,7 +259,8 @@ def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has
     stem = bool(_STEM.search(low))
     # 'differentiation state: undifferentiated' describes a stem cell line, not a product of it
     undiff = bool(re.search(r"\bundifferentiated\b", low))
-    diff = not undiff and bool(_DIFF.search(re.sub(r"differentiation (state|status|stage)", " ", low)))
+    diff = not undiff and bool(_DIFF.search(re.sub(r"differentiation (state|status|stage)", " ", low))
+                               or _DAYS.search(low))
     if (stem and (diff or differentiated_cell_type and not undiff) or _DIFF_ALONE.search(low)
             or explicit == "in-vitro differentiated"):
         return "in-vitro differentiated", 0.8
