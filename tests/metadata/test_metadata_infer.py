@@ -125,3 +125,11 @@ def test_cell_line_names_that_efo_also_lists(harm):
     assert _one(harm, **{"cell line": "Caki2-empty vector"})["cell_line"].ontology_id == "CVCL_0235"
     # NCI lung lines written without their prefix
     assert _one(harm, **{"original cell line": "H2087"})["cell_line"].ontology_id == "CVCL_1524"
+
+
+def test_cell_line_cells_are_cultured_cells_when_nothing_more_is_known(harm):
+    f = _one(harm, **{"cell line": "HEK293T", "source_name": "cell_culture"})
+    assert f["sample_type"].value == "cell line"
+    assert f["cell_type"].ontology_id == "CL:0000010" and f["cell_type"].method == "rule"
+    f = _one(harm, **{"cell line": "HepG2", "cell type": "hepatocyte"})
+    assert f["cell_type"].ontology_id == "CL:0000182"  # a stated cell type is kept

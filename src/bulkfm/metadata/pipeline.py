@@ -45,6 +45,7 @@ from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, NORMAL, FieldValue
 log = logging.getLogger(__name__)
 
 STEM_CELL = "CL:0000034"
+CULTURED_CELL = "CL:0000010"
 # Generic tissue parts that need an organ to name a place ('mucosa', 'cortex'): see _tissue_parts.
 TISSUE_PARTS = frozenset({"mucosa", "epithelium", "stroma", "submucosa", "cortex", "medulla", "endothelium",
                           "lamina propria", "muscularis mucosa", "serosa", "parenchyma", "connective tissue"})
@@ -587,6 +588,11 @@ class Harmonizer:
         if st and (st != explicit or f["sample_type"].empty):
             src = f["sample_type"].source or "+".join(sorted(k for k in keys if k)) or "text"
             f["sample_type"] = FieldValue(st, None, src, "rule", conf)
+        # cells of a line are 'cultured cell' (CL) by definition when nothing more is known
+        st = f["sample_type"]
+        if st.value == "cell line" and f["cell_type"].empty:
+            f["cell_type"] = FieldValue(self.index.label(CULTURED_CELL), CULTURED_CELL, f"{st.source} (sample type)",
+                                        "rule", min(INFERRED_CEILING, round(st.confidence * 0.7, 3)))
 
     def _implied(self, f: dict[str, FieldValue]) -> None:
         """Cell type from the disease's cell of origin; tissue from the cell type or disease;
