@@ -97,6 +97,36 @@ def test_impute_sex_cli(pickrell, tmp_path):
     assert pd.read_csv(out, sep="\t").empty
 
 
+def test_imputed_sex_merged_into_harmonized(pickrell, tmp_path, index):
+    """harmonize (real pipeline) -> impute-sex --merged: hidden labels filled as 'imputed',
+    stated labels untouched, every other field copied as is."""
+    from bulkfm.cli import main
+
+    d, s = pickrell
+    truth = dict(zip(s.sample_id, s.gender))
+    hidden = set(list(truth)[::3])
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"sample_id": k, "attributes": {"sex": "" if k in hidden else v,
+                                                                      "cell type": "lymphoblastoid cell line"}}) + "\n"
+                           for k, v in truth.items()))
+    harm = tmp_path / "harmonized.parquet"
+    assert main(["metadata", "harmonize", str(inp), "-o", str(harm), "--no-embedding"]) == 0
+    merged = tmp_path / "merged.parquet"
+    assert main(["metadata", "impute-sex", "--matrix", str(d / "counts.parquet"), "--labels", str(harm),
+                 "-o", str(tmp_path / "sex.tsv"), "--merged", str(merged)]) == 0
+    before, after = pd.read_parquet(harm), pd.read_parquet(merged)
+    assert len(before) == len(after) and (before.columns == after.columns).all()
+    sex = after[after.field == "sex"].set_index("sample_id")
+    filled = sex.loc[sorted(hidden)]
+    assert (filled["method"] == "imputed").all()
+    assert (filled["value"] == [truth[k] for k in sorted(hidden)]).mean() >= 0.95
+    assert set(filled["ontology_id"]) <= {"PATO:0000383", "PATO:0000384"}
+    stated = sex.drop(index=sorted(hidden))
+    assert (stated["method"] != "imputed").all() and (stated["value"] == [truth[k] for k in stated.index]).all()
+    other = lambda t: t[t.field != "sex"].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(other(before), other(after))
+
+
 def test_bias_report(tmp_path, index):
     from bulkfm.cli import main
 

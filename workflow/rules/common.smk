@@ -56,6 +56,7 @@ def provenance_inputs():
         f"{OUT}/metadata/harmonized.parquet",
         f"{OUT}/metadata/bias_summary.tsv",
         f"{OUT}/metadata/sex_imputed.tsv",
+        f"{OUT}/metadata/harmonized_imputed.parquet",
         f"{OUT}/report/report.md",
     ] + ([f"{OUT}/qc/multiqc/multiqc_report.html"] if config["quant"]["multiqc"] else [])
 

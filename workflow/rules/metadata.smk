@@ -68,6 +68,7 @@ rule metadata_impute_sex:
     output:
         table=f"{OUT}/metadata/sex_imputed.tsv",
         report=f"{OUT}/metadata/sex_report.json",
+        merged=f"{OUT}/metadata/harmonized_imputed.parquet",
         plot=report(f"{OUT}/metadata/sex_imputed.png", caption="../report/sex.rst", category="2. Metadata", labels={"figure": "sex from expression"}),
     log:
         f"{LOGS}/metadata_impute_sex.log",
@@ -82,4 +83,4 @@ rule metadata_impute_sex:
     shell:
         # a matrix without XIST/chrY genes (the chr19 demo) yields an empty table + the reason
         "bulkfm metadata impute-sex --matrix {input.matrix} --labels {input.harmonized} -o {output.table} "
-        "--report {output.report} --plot {output.plot} --allow-missing-genes > {log} 2>&1"
+        "--report {output.report} --plot {output.plot} --merged {output.merged} --allow-missing-genes > {log} 2>&1"

@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--allow-missing-genes", action="store_true",
                    help="a matrix without XIST/chrY genes (e.g. a chr19-only demo) writes an empty table and a "
                         "report saying why, instead of failing")
+    s.add_argument("--merged", help="write a copy of the harmonized.parquet given as --labels with sex filled from "
+                                    "expression where it is empty (method 'imputed'); labels are never overwritten")
     s.set_defaults(func=_impute_sex)
 
     b = sub.add_parser(
@@ -184,7 +186,8 @@ def _impute_sex(args: argparse.Namespace) -> int:
     from bulkfm.metadata.sex import SexImputationError, impute_sex_cli
 
     try:
-        impute_sex_cli(args.matrix, args.labels, args.output, args.report, args.plot, args.allow_missing_genes)
+        impute_sex_cli(args.matrix, args.labels, args.output, args.report, args.plot, args.allow_missing_genes,
+                       args.merged)
     except (SexImputationError, FileNotFoundError) as exc:
         raise _user_error(str(exc)) from None
     return 0

@@ -430,8 +430,11 @@ class Harmonizer:
     def _embed(self, cands: list[dict[str, list[Candidate]]], pendings: list[list[Pending]]) -> None:
         if not self.settings.embedding or self.embedder is None:
             return
+        # a value that is a cell line's name ('THP-1', 'H1' under 'cell type') means nothing to a
+        # sentence model: nearest neighbours in meaning would be noise
         todo = [(i, p) for i, ps in enumerate(pendings) for p in ps
-                if FIELD_ONTOLOGIES[p.field][0] in self.settings.embedding_ontologies]
+                if FIELD_ONTOLOGIES[p.field][0] in self.settings.embedding_ontologies
+                and not (p.field != "cell_line" and self.matcher.lookup("cell_line", p.raw))]
         if not todo:
             return
         self.embedder.prefetch([p.raw for _, p in todo])
@@ -445,6 +448,11 @@ class Harmonizer:
             tid, _, cos = hits[0]
             margin = cos - (hits[1][2] if len(hits) > 1 else 0.0)
             conf = min(0.9, 0.3 + 0.6 * cos + min(0.1, margin)) * min(1.0, p.weight + 0.05)
+            lexical = [c.id for c in cands[i][p.field] if c.source == p.source and c.method == "lexicon" and c.id]
+            if lexical and not any(self.index.is_a(tid, x) or self.index.is_a(x, tid) for x in lexical):
+                # a term named inside the value outranks a neighbour in meaning that disagrees
+                # ('Peripheral blood monocytes': monocyte, not PBMC)
+                conf *= 0.75
             cands[i][p.field].append(Candidate(tid, self.index.label(tid), p.source, "embedding", conf, p.raw))
             p.embedding_hits = hits
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bulkfm.common.atomic import atomic_path, write_text_atomic
+from bulkfm.metadata.schema import FEMALE, MALE
 
 log = logging.getLogger(__name__)
 
@@ -187,11 +188,13 @@ def _empty_plot(path, message: str) -> None:
 
 
 def impute_sex_cli(matrix_path: str, labels_path: str, out: str, report_path: str | None, plot_path: str | None,
-                   allow_missing_genes: bool = False) -> SexResult | None:
+                   allow_missing_genes: bool = False, merged: str | None = None) -> SexResult | None:
     from bulkfm.matrix.store import open_matrix
 
     if not Path(matrix_path).exists():
         raise FileNotFoundError(f"matrix not found: {matrix_path}")
+    if merged and not str(labels_path).endswith(".parquet"):
+        raise SexImputationError("--merged needs --labels to be a harmonized.parquet (copied with sex filled in)")
     matrix = open_matrix(matrix_path)
     try:
         samples, feats, ys = sex_features(matrix)
@@ -206,11 +209,15 @@ def impute_sex_cli(matrix_path: str, labels_path: str, out: str, report_path: st
             write_text_atomic(report_path, json.dumps({"skipped": str(exc), "matrix": str(matrix_path)}, indent=2) + "\n")
         if plot_path:
             _empty_plot(plot_path, "sex imputation skipped: no XIST/chrY genes in the matrix")
+        if merged:
+            merge_imputed(labels_path, pd.DataFrame(columns=["sample_id", "predicted", "p_male", "method"]), merged)
         return None
     labels = read_labels(labels_path)
     missing = sum(1 for s in samples if s not in labels)
     res = impute_sex(samples, feats, labels)
     res.report.update({"y_genes": ys, "samples_without_metadata": missing, "matrix": str(matrix_path)})
+    if merged:
+        res.report["filled_in_harmonized"] = merge_imputed(labels_path, res.table, merged)
     with atomic_path(out) as tmp:
         res.table.to_csv(tmp, sep="\t", index=False)
     if report_path:
@@ -220,3 +227,35 @@ def impute_sex_cli(matrix_path: str, labels_path: str, out: str, report_path: st
     log.info("sex: agreement %s on %d labelled, %d imputed, %d conflicts", res.report.get("agreement"),
              res.report["labelled_female"] + res.report["labelled_male"], res.report["imputed"], res.report["conflicts"])
     return res
+
+
+def merge_imputed(harmonized: str | os.PathLike[str], table: pd.DataFrame, out: str | os.PathLike[str],
+                  batch_rows: int = 1_000_000) -> int:
+    """harmonized.parquet with sex filled from expression where it is empty (method 'imputed',
+    confidence = the model's probability of the predicted sex); labels are never overwritten
+    (a conflict stays flagged in the sex table). Streams row batches: memory O(batch).
+    Returns the number of samples filled."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    imputed = table[table["method"] == "imputed"]
+    pred = {str(s): (v, float(max(p, 1 - p))) for s, v, p in zip(imputed["sample_id"], imputed["predicted"],
+                                                                   imputed["p_male"])}
+    src = pq.ParquetFile(harmonized)
+    filled = 0
+    with atomic_path(out) as tmp:
+        writer = pq.ParquetWriter(tmp, src.schema_arrow)
+        for batch in src.iter_batches(batch_size=batch_rows):
+            df = batch.to_pandas()
+            rows = (df["field"] == "sex") & df["value"].isna() & df["sample_id"].isin(pred.keys())
+            if rows.any():
+                hit = [pred[s] for s in df.loc[rows, "sample_id"]]
+                df.loc[rows, "value"] = [v for v, _ in hit]
+                df.loc[rows, "ontology_id"] = [{"female": FEMALE, "male": MALE}[v] for v, _ in hit]
+                df.loc[rows, "source"] = "expression (XIST, chrY genes)"
+                df.loc[rows, "method"] = "imputed"
+                df.loc[rows, "confidence"] = [round(c, 4) for _, c in hit]
+                filled += int(rows.sum())
+            writer.write_table(pa.Table.from_pandas(df, schema=src.schema_arrow, preserve_index=False))
+        writer.close()
+    return filled
