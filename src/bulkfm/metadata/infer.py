@@ -5,6 +5,8 @@ Records often name one thing and imply another: 'primary hepatocytes' were taken
 cells are B cells, 'bronchial epithelial cells' come from the bronchial epithelium. These
 inferences run after the direct evidence is decided, only fill what is empty (or sharpen an
 answer into a term below it), and carry a lower confidence so that they reach the review queue.
+One class mapping is applied to found answers too: a named skeletal muscle is reported as
+skeletal muscle tissue (``tissue_class``).
 
 Knowledge comes from the ontologies where they hold it (a CL or MONDO name that names an organ,
 'X epithelium' terms in UBERON) and from two small bundled tables where they do not
@@ -13,11 +15,14 @@ Knowledge comes from the ontologies where they hold it (a CL or MONDO name that 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from bulkfm.metadata.matcher import Matcher
 from bulkfm.metadata.ontology import TermIndex
 from bulkfm.metadata.resources import read_rows, resource_dir
+
+log = logging.getLogger(__name__)
 
 EPITHELIAL_CELL = "CL:0000066"
 SKELETAL_MUSCLE_ORGAN, SKELETAL_MUSCLE_TISSUE = "UBERON:0014892", "UBERON:0001134"
@@ -26,24 +31,26 @@ SKELETAL_MUSCLE_ORGAN, SKELETAL_MUSCLE_TISSUE = "UBERON:0014892", "UBERON:000113
 INFERRED_CEILING = 0.55
 
 
-def _resolve_label(index: TermIndex, label: str, ontology: str, table: str) -> str:
+def _resolve_label(index: TermIndex, label: str, ontology: str) -> str | None:
     hits = index.find(label, (ontology,))
-    tid = index.resolve(hits[0][0]) if hits else None
-    if not tid:
-        raise ValueError(f"{table}: '{label}' is not a live {ontology} term in the ontology snapshot "
-                         "(fix the row or rebuild the index)")
-    return tid
+    return index.resolve(hits[0][0]) if hits else None
 
 
 def _table(index: TermIndex, directory: str | None, name: str, onto_a: str,
            onto_b: str) -> tuple[tuple[str, str], ...]:
-    """(term, answer) rows of a bundled table, resolved once per index."""
+    """(term, answer) rows of a bundled table, resolved once per index. Rows whose terms the
+    index lacks (an index built from other OBO files) are skipped with a warning."""
     shared = index.__dict__.setdefault("_infer_tables", {})
     if (directory, name) not in shared:
         path = resource_dir(directory) / name
-        shared[(directory, name)] = tuple(
-            (_resolve_label(index, r[0], onto_a, name), _resolve_label(index, r[1], onto_b, name))
-            for r in read_rows(path)) if path.is_file() else ()
+        rows = []
+        for r in read_rows(path) if path.is_file() else []:
+            a, b = _resolve_label(index, r[0], onto_a), _resolve_label(index, r[1], onto_b)
+            if a and b:
+                rows.append((a, b))
+            else:
+                log.warning("%s: row '%s -> %s' names a term this ontology index lacks; skipped", name, r[0], r[1])
+        shared[(directory, name)] = tuple(rows)
     return shared[(directory, name)]
 
 
