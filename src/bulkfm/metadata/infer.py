@@ -24,7 +24,7 @@ from bulkfm.metadata.resources import read_rows, resource_dir
 
 log = logging.getLogger(__name__)
 
-EPITHELIAL_CELL = "CL:0000066"
+EPITHELIAL_CELL, EPITHELIUM = "CL:0000066", "UBERON:0000483"
 SKELETAL_MUSCLE_ORGAN, SKELETAL_MUSCLE_TISSUE = "UBERON:0014892", "UBERON:0001134"
 # Confidence of an inferred answer relative to the evidence it rests on (and a ceiling): below
 # the default review threshold (0.6), so every inferred value is offered to a curator.
@@ -105,28 +105,12 @@ class Inference:
 
     def epithelium(self, tissue: str, cell: str) -> str | None:
         """'X epithelium' / 'epithelium of X' in UBERON, for epithelial cells taken from X."""
-        key = ("epithelium", tissue)
         if not self.index.is_a(cell, EPITHELIAL_CELL):
             return None
         home = self._most_specific(cell, self.cell_tissue)
         if home and not (self.index.is_a(tissue, home) or self.index.is_a(home, tissue)):
             return None  # hepatocytes named beside 'stomach cancer' are not stomach epithelium
-        if key not in self._memo:
-            t = self.index.get(tissue)
-            found = None
-            for name in ([t.label] + [s for s in t.all_synonyms() if len(s) > 3][:6]) if t else []:
-                for phrase in (f"epithelium of {name}", f"{name} epithelium"):
-                    for tid, _ in self.index.find(phrase, ("UBERON",)):
-                        tid = self.index.resolve(tid)
-                        if tid and tid != tissue and self.index.is_a(tid, tissue):
-                            found = tid
-                            break
-                    if found:
-                        break
-                if found:
-                    break
-            self._memo[key] = found
-        return self._memo[key]
+        return self.part_of(EPITHELIUM, tissue)
 
     def part_of(self, part: str, organ: str) -> str | None:
         """'<part> of <organ>' or '<organ> <part>' in UBERON, below the organ ('mucosa' +
