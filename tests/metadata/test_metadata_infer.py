@@ -133,3 +133,12 @@ def test_cell_line_cells_are_cultured_cells_when_nothing_more_is_known(harm):
     assert f["cell_type"].ontology_id == "CL:0000010" and f["cell_type"].method == "rule"
     f = _one(harm, **{"cell line": "HepG2", "cell type": "hepatocyte"})
     assert f["cell_type"].ontology_id == "CL:0000182"  # a stated cell type is kept
+
+
+def test_misspelt_values_are_corrected_against_the_ontology_words(harm):
+    f = _one(harm, cell_type="Firoblast", tissue="Dura")
+    assert f["cell_type"].ontology_id == "CL:0000057" and f["cell_type"].confidence < 0.95
+    assert _one(harm, disease="Glioblastom")["disease"].ontology_id == "MONDO:0018177"
+    assert _one(harm, cell_type="adipocites")["cell_type"].ontology_id == "CL:0000136"
+    # a word that is simply unknown stays unknown (no nearest guess)
+    assert harm.matcher.correct("cell_type", "xylophonist") is None

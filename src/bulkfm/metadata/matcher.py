@@ -8,6 +8,7 @@ organism-level terms ('female organism') left out so that they cannot win.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def _in_capitals(text: str, word: str) -> bool:
 class Hit:
     id: str
     matched: str  # the text that matched
-    kind: str  # 'lexicon' | 'label' | 'synonym'
+    kind: str  # 'lexicon' | 'label' | 'synonym' | 'abbrev' | 'typo' | 'ambiguous'
     count: int = 1
 
 
@@ -82,8 +83,42 @@ class Matcher:
             return hits
         stripped = " ".join(w for w in key.split() if w not in _WRAP_WORDS)
         if stripped and stripped != key:
-            return self._lookup_exact(field, stripped, stripped)
+            hits = self._lookup_exact(field, stripped, stripped)
+            if hits:
+                return hits
+        # misspelt words ('Firoblast', 'adipocites'): each unknown word of 5+ letters replaced by
+        # the closest word of the field's vocabulary, then looked up again (kind 'typo')
+        fixed = self.correct(field, stripped or key)
+        if fixed:
+            return [Hit(h.id, value, "typo") for h in self._lookup_exact(field, fixed, fixed)]
         return []
+
+    def correct(self, field: str, key: str) -> str | None:
+        """``key`` (normalised) with misspelt words corrected, or None when none was."""
+        vocab, buckets = self._vocabulary(field)
+        words, changed = key.split(), False
+        for i, w in enumerate(words):
+            if len(w) < 5 or w in vocab or w.isdigit():
+                continue
+            pool = [v for n in range(len(w) - 2, len(w) + 3) for v in buckets.get((w[:2], n), ())]
+            best = difflib.get_close_matches(w, pool, n=1, cutoff=0.85) or \
+                difflib.get_close_matches(singular(w), pool, n=1, cutoff=0.85)
+            if best:
+                words[i], changed = best[0], True
+        return " ".join(words) if changed else None
+
+    def _vocabulary(self, field: str) -> tuple[set[str], dict[tuple[str, int], list[str]]]:
+        """Words of the field's labels, synonyms and lexicon, bucketed by first letters and length."""
+        key = ("vocab", field)
+        if key not in self._shared:
+            vocab = {w for phrase in self._scan_table(field) for w in phrase.split()}
+            vocab |= {w for phrase in self.lex.get(field, {}) for w in phrase.split()}
+            buckets: dict[tuple[str, int], list[str]] = {}
+            for w in vocab:
+                if len(w) >= 5 and w.isalpha():
+                    buckets.setdefault((w[:2], len(w)), []).append(w)
+            self._shared[key] = (vocab, buckets)
+        return self._shared[key]
 
     def _lookup_exact(self, field: str, value: str, key: str) -> list[Hit]:
         lex = self.lex.get(field, {})

@@ -63,6 +63,7 @@ CONF = {
     "lexicon_label": 0.95,
     "lexicon_synonym": 0.9,
     "lexicon_lexicon": 0.93,
+    "lexicon_typo": 0.8,  # a whole value matched after correcting a misspelt word
     "inside_value": 0.8,  # a term found inside a dedicated key's value
     "other_key_exact": 0.8,  # a whole value of another key ('HeLa' under 'cell type')
     "text_scan": 0.65,  # a term found in free text (title, source_name, description)
