@@ -1,12 +1,13 @@
 """Train + evaluate on real TCGA expression (CPU): masked-gene PCC vs baselines, probes.
 
     python benchmarks/train_tcga.py --tcga ../shared/data/tcga_rnaseqv2_6cohorts \
-        --workdir /tmp/bulkfm-bench [--variants full no_residual no_gcn no_ae_context]
+        --workdir /tmp/bulkfm-bench [--variants full no_ae_tokens no_residual no_gcn ...]
 
 Runs ``bulkfm train`` with benchmarks/train_tcga.yaml (plus the variant's model switches) and
 ``bulkfm evaluate`` on the held-out test split (split by participant), then prints Markdown
 tables. Finished training runs in WORKDIR are reused (training resumes / skips), evaluation
-always reruns. Labels: the TCGA cohort (6 cancer types).
+always reruns. Labels: the TCGA cohort (6 cancer types). Probes: held-out (fit on train,
+scored on test) and repeated grouped 5-fold CV over train + test samples.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from bulkfm.report.gather import markdown_table
 from bulkfm.train.config import from_dict
 from bulkfm.train.run import train
 
-VARIANTS = {
+# Model switches (``model:``) and training keys each variant changes in the YAML.
+VARIANTS: dict[str, dict] = {
     "full": {},
-    "no_residual": {"ae_residual": False},  # transformer predicts from tokens alone
-    "no_gcn": {"use_gcn": False},
-    "no_ae_context": {"use_ae_context": False, "ae_residual": False},
+    "no_ae_tokens": {"model": {"ae_tokens": False}},  # tokens without AE recon/residual
+    "no_residual": {"model": {"ae_residual": False}},  # head predicts from the trunk alone
+    "no_gcn": {"model": {"use_gcn": False}},
+    "no_ae_context": {"model": {"use_ae_context": False, "ae_residual": False}},
+    "extra_mask": {"context_extra_mask": 0.3},  # AE context sees 30 % more genes masked
 }
 
 
@@ -50,10 +54,10 @@ def main() -> None:
     meta.rename(columns={"cohort": "label", "participant": "group"})[
         ["sample_id", "label", "group"]].to_csv(labels, sep="\t", index=False)
     base = yaml.safe_load(args.config.read_text())
-    rec_rows, probe_rows, time_rows = [], [], []
+    rec_rows, probe_rows, rep_rows, time_rows = [], [], [], []
     for name in args.variants:
-        cfg = dict(base)
-        cfg["model"] = {**base.get("model", {}), **VARIANTS[name]}
+        cfg = {**base, **{k: v for k, v in VARIANTS[name].items() if k != "model"}}
+        cfg["model"] = {**base.get("model", {}), **VARIANTS[name].get("model", {})}
         out = args.workdir / name
         t = time.perf_counter()
         train(str(matrix), out, from_dict(cfg), labels=str(labels), progress=False)
@@ -71,7 +75,13 @@ def main() -> None:
         for feats, r in res.get("probe", {}).items():
             if isinstance(r, dict) and (name == args.variants[0] or feats == "model"):
                 probe_rows.append({"variant": name, "features": feats,
-                                   "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]})
+                                   "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                                   "C": r["C"]})
+        for feats, r in res.get("probe_repeated_cv", {}).items():
+            if name == args.variants[0] or feats == "model":
+                rep_rows.append({"variant": name, "features": feats,
+                                 "accuracy_mean": r["accuracy"], "accuracy_sd": r["accuracy_sd"],
+                                 "macro_f1_mean": r["macro_f1"]})
         first = m.groupby("stage")["loss"].apply(lambda s: s.iloc[:10].mean()).to_dict()
         last = m.groupby("stage")["loss"].apply(lambda s: s.iloc[-10:].mean()).to_dict()
         time_rows.append({"variant": name, "ae_s": stage_s.get("ae", 0.0),
@@ -84,7 +94,10 @@ def main() -> None:
           f"torch {torch.__version__}, {os.cpu_count()} CPU cores, num_threads "
           f"{base.get('num_threads', 0)}\n")
     for title, rows in (("Masked-gene reconstruction (15 % masked, held-out samples)", rec_rows),
-                        ("Linear probe, cancer type (6 classes)", probe_rows),
+                        ("Linear probe, cancer type (6 classes): fit on train, scored on test",
+                         probe_rows),
+                        ("Linear probe, repeated grouped 5-fold CV (3 repeats, train + test)",
+                         rep_rows),
                         ("Time (s) and training loss (mean of first/last 10 steps)", time_rows)):
         print(f"### {title}\n")
         print(markdown_table(pd.DataFrame(rows)))

@@ -58,16 +58,21 @@ def test_loss_falls_and_model_beats_gene_mean(trained, capsys) -> None:
     assert mval[-1] <= mval[0] * 1.02
     capsys.readouterr()
     assert main(["evaluate", str(out), "--matrix", str(matrix), "--labels", str(labels),
-                 "--no-progress"]) == 0
+                 "--probe-repeats", "1", "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(last)  # evaluate ends with one JSON line
     rec = result["reconstruction"]
     assert result["held_out"].startswith("test split")
     assert rec["model"]["pcc"] > rec["gene_mean"]["pcc"] + 0.1
     assert rec["model"]["mse"] < rec["gene_mean"]["mse"]
+    assert result["model_better_samples"]["gene_mean"] > 0.9  # paired, per held-out sample
     probe = result["probe"]
     assert probe["model"]["n_test"] == result["n_held_out"]
     assert probe["pca_raw"]["accuracy"] > 0.7  # six cancer types are easy to tell apart
+    rep = result["probe_repeated_cv"]  # every labelled train + test sample, grouped folds
+    assert rep["pca_raw"]["n"] == probe["pca_raw"]["n_train"] + probe["pca_raw"]["n_test"]
+    assert rep["model"]["accuracy"] > 0.7 and rep["pca_raw"]["accuracy"] > 0.7
+    assert isinstance(result["probe_model_ge_pca_repeated_cv"], bool)
     for name in ("metrics.json", "reconstruction.tsv", "probe.tsv", "reconstruction.png",
                  "tsne.png"):
         assert (out / "evaluate" / name).exists(), name

@@ -98,7 +98,8 @@ def test_gene_identity_uses_esm2_where_there_is_a_protein() -> None:
 
 
 @pytest.mark.parametrize("switches", [{}, {"use_gcn": False}, {"use_esm2": False},
-                                      {"use_ae_context": False}])
+                                      {"use_ae_context": False}, {"ae_tokens": False},
+                                      {"ae_residual": False}])
 def test_bulkformer_ablation_switches(switches: dict) -> None:
     n = 50
     cfg = ModelConfig(n_genes=n, ae_hidden=[32], ae_latent=8, d_model=16, n_layers=2, n_heads=2,
@@ -141,3 +142,30 @@ def test_graph_propagation_gradient_matches_dense() -> None:
     x.grad = None
     (dense @ x * w).sum().backward()
     assert torch.allclose(g_sparse, x.grad, atol=1e-6)
+
+
+def test_ae_value_tokens_carry_reconstruction_and_observed_residual() -> None:
+    n = 30
+    cfg = ModelConfig(n_genes=n, ae_hidden=[16], ae_latent=4, d_model=8, n_layers=1, n_heads=2,
+                      nb_features=4, use_gcn=False, use_esm2=False)
+    mean, std = torch.rand(n) * 3, torch.rand(n) + 0.5
+    model = BulkFormer(cfg, gene_mean=mean, gene_std=std).eval()
+    x = torch.rand(3, n) * 6
+    x[:, :4] = cfg.mask_value
+    context, base, values = model._ae(x)
+    assert values.shape == (3, n, 2) and torch.equal(values[..., 0], base)
+    assert torch.allclose(values[:, 4:, 1], (x[:, 4:] - mean[4:]) / std[4:] - base[:, 4:])
+    assert (values[:, :4, 1] == 0).all()  # a masked gene's value is unknown: no residual
+    # the AE context can see a different (more heavily masked) input than the tokens
+    x_ae = x.clone()
+    x_ae[:, 4:10] = cfg.mask_value
+    c2, b2, v2 = model._ae(x, ae_input=x_ae)
+    assert not torch.allclose(c2, context)
+    assert torch.allclose(v2[:, 4:, 1], (x[:, 4:] - mean[4:]) / std[4:] - b2[:, 4:])
+    assert not torch.allclose(model(x, ae_input=x_ae), model(x))
+
+
+def test_model_config_written_before_ae_tokens_loads_without_them() -> None:
+    old = {k: v for k, v in ModelConfig(n_genes=5).to_dict().items() if k != "ae_tokens"}
+    assert ModelConfig.from_dict(old).ae_tokens is False
+    assert ModelConfig.from_dict(ModelConfig(n_genes=5).to_dict()).ae_tokens is True

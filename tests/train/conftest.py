@@ -42,6 +42,7 @@ max_genes: 0
 model: {ae_hidden: [32], ae_latent: 8, d_model: 16, n_layers: 1, n_heads: 2, nb_features: 8}
 ae: {steps: 6, batch_size: 8, lr: 0.001}
 transformer: {steps: 6, batch_size: 4, lr: 0.001}
+context_extra_mask: 0.3
 checkpoint_every: 2
 eval_every: 3
 warmup_steps: 2

@@ -29,7 +29,8 @@ rule evaluate:
     shell:
         "bulkfm evaluate {params.train} --matrix {params.matrix} {params.labels} "
         "-o {params.out} --batch-size {EV[batch_size]} --knn-k {EV[knn_k]} "
-        "--max-samples {EV[max_samples]} --seed {EV[seed]} --no-progress > {log} 2>&1"
+        "--max-samples {EV[max_samples]} --seed {EV[seed]} --probe-repeats {EV[probe_repeats]} "
+        "--no-progress > {log} 2>&1"
 
 
 rule report:

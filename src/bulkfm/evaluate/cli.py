@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-reference", type=int, default=2000,
                    help="train samples kept as the kNN reference (memory bound)")
     p.add_argument("--max-samples", type=int, default=2000, help="held-out samples scored")
+    p.add_argument("--probe-repeats", type=int, default=3,
+                   help="repeats of grouped 5-fold CV for the probes, over all labelled samples "
+                        "(0 = only the held-out probe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--allow-missing-genes", type=float, default=0.0, metavar="FRACTION")
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                           knn_k=args.knn_k, max_reference=args.max_reference,
                           max_samples=args.max_samples, seed=args.seed, device=args.device,
                           allow_missing=args.allow_missing_genes,
+                          probe_repeats=args.probe_repeats,
                           progress=not args.no_progress)
     except (ValueError, FileNotFoundError, DataError, CheckpointError) as exc:
         raise UserError(str(exc)) from exc
@@ -53,5 +57,8 @@ def run(args: argparse.Namespace) -> int:
     for k, v in result.get("probe", {}).items():
         if isinstance(v, dict):
             print(f"probe {k:10s} accuracy {v['accuracy']:.4f}  macro-F1 {v['macro_f1']:.4f}")
+    for k, v in result.get("probe_repeated_cv", {}).items():
+        print(f"probe {k:10s} repeated grouped CV accuracy {v['accuracy']:.4f} "
+              f"± {v['accuracy_sd']:.4f}")
     print(json.dumps(result, separators=(",", ":")))
     return 0

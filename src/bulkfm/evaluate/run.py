@@ -7,7 +7,7 @@ cross-validated by group. Writes into OUT:
 
     metrics.json         everything below, also printed as the last stdout line
     reconstruction.tsv   method, pcc, sample_pcc_mean, mse, n_masked, n_samples
-    probe.tsv            features, accuracy, macro_f1, n_train, n_test
+    probe.tsv            features, protocol (held-out | repeated grouped CV), accuracy, ...
     reconstruction.png   predicted vs true masked values, PCC/MSE bars
     tsne.png             t-SNE of raw PCA, AE latent and model embedding, coloured by label
 """
@@ -30,7 +30,7 @@ from bulkfm.common.atomic import atomic_path, write_text_atomic
 from bulkfm.evaluate.baselines import gene_mean, knn_impute
 from bulkfm.evaluate.metrics import PooledStats
 from bulkfm.evaluate.plots import plot_reconstruction, plot_tsne
-from bulkfm.evaluate.probes import probe_cv, probe_split
+from bulkfm.evaluate.probes import probe_cv, probe_repeated_cv, probe_split
 from bulkfm.matrix.store import iter_row_batches, open_matrix
 from bulkfm.model.checkpoint import is_complete, load
 from bulkfm.train.data import DataError, apply_mask, random_mask, step_generator
@@ -85,7 +85,7 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
              labels: str | None = None, out: str | os.PathLike[str] | None = None,
              batch_size: int = 8, mask_fraction: float | None = None, knn_k: int = 10,
              max_reference: int = 2000, max_samples: int = 2000, seed: int = 0,
-             device: str = "auto", allow_missing: float = 0.0,
+             device: str = "auto", allow_missing: float = 0.0, probe_repeats: int = 3,
              progress: bool = True) -> dict[str, Any]:
     train_dir = Path(train_dir)
     out = Path(out) if out else train_dir / "evaluate"
@@ -152,6 +152,11 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
         "reconstruction": recon,
         "model_beats_gene_mean": bool(recon["model"]["pcc"] > recon["gene_mean"]["pcc"]),
         "model_beats_knn": bool(recon["model"]["pcc"] > recon["knn"]["pcc"]),
+        # paired view: share of held-out samples whose masked-gene PCC the model beats
+        "model_better_samples": {
+            m: float(np.mean(np.asarray(pooled["model"].sample_pcc)
+                             > np.asarray(pooled[m].sample_pcc)))
+            for m in methods if m != "model"},
     }
     with atomic_path(out) as tmp:
         tmp.mkdir()
@@ -160,18 +165,25 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
         plot_reconstruction({m: tuple(np.concatenate(v) for v in zip(*scatter[m], strict=True))
                              for m in methods}, recon, tmp / "reconstruction.png")
         if labels:
-            result["probe"] = _probes(model, ae, data, labels, held, train_rows, dev, batch_size,
-                                      max_samples, seed, tmp, progress, protocol)
+            result["probe"], repeated = _probes(model, ae, data, labels, held, train_rows, dev,
+                                                batch_size, max_samples, seed, tmp, progress,
+                                                protocol, probe_repeats)
             if result["probe"]:
                 pr = result["probe"]
                 result["probe_model_ge_pca"] = bool(pr["model"]["accuracy"]
                                                     >= pr["pca_raw"]["accuracy"])
+            if repeated:
+                result["probe_repeated_cv"] = repeated
+                result["probe_model_ge_pca_repeated_cv"] = bool(
+                    repeated["model"]["accuracy"] >= repeated["pca_raw"]["accuracy"])
         write_text_atomic(tmp / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
 def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max_samples,
-            seed, out: Path, progress: bool, protocol: str) -> dict[str, Any]:
+            seed, out: Path, progress: bool, protocol: str,
+            repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(held-out probe per feature set, repeated grouped CV per feature set)."""
     table = read_labels(labels_path, list(data.samples))
     pos = {s: i for i, s in enumerate(data.samples)}
     lab_rows = np.array([pos[s] for s in table["sample_id"]], dtype=np.int64)
@@ -189,7 +201,7 @@ def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max
     labels = table["label"].to_numpy()
     if len(np.unique(labels)) < 2:
         log.warning("fewer than 2 label classes among the evaluated samples: no probe")
-        return {}
+        return {}, {}
     feats: dict[str, list[np.ndarray]] = {"pca_raw": [], "ae_latent": [], "model": []}
     for idx, emb, z, _ in iter_embeddings(model, data, rows, batch_size, dev, progress):
         feats["model"].append(emb)
@@ -202,18 +214,31 @@ def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max
                 feats["ae_latent"].append(ae.encode(torch.from_numpy(x).to(dev)).cpu().numpy())
     F = {k: np.concatenate(v) for k, v in feats.items() if v}
     n_pca = 50
+    groups = table["group"].to_numpy()
     res: dict[str, Any] = {"protocol": ("fit on train split, scored on " + protocol)
                            if use_split else "grouped 5-fold cross-validation",
-                           "n_classes": int(len(np.unique(labels))), "pca_components": n_pca}
+                           "n_classes": int(len(np.unique(labels))), "pca_components": n_pca,
+                           "classifier": "StandardScaler + LogisticRegression, C by inner "
+                                         "grouped CV on the training samples"}
     for name, X in F.items():
         pca = n_pca if name == "pca_raw" else None
         if use_split:
             tr, te = np.isin(rows, train_rows), np.isin(rows, held)
-            res[name] = probe_split(X, labels, tr, te, seed, pca)
+            res[name] = probe_split(X, labels, tr, te, seed, pca, groups=groups)
         else:
-            res[name] = probe_cv(X, labels, table["group"].to_numpy(), seed=seed, pca=pca)
-    pd.DataFrame([{"features": k, **v} for k, v in res.items() if isinstance(v, dict)]).to_csv(
-        out / "probe.tsv", sep="\t", index=False)
+            res[name] = probe_cv(X, labels, groups, seed=seed, pca=pca)
+    repeated: dict[str, Any] = {}
+    if repeats > 0 and len(np.unique(groups)) >= 2:
+        # All evaluated samples (train and held-out), folds by group: the same folds for every
+        # feature set. The model has seen the train samples without labels, PCA is refitted
+        # on each fold's training part.
+        repeated = probe_repeated_cv(F, labels, groups, repeats=repeats, seed=seed,
+                                     pca={"pca_raw": n_pca})
+    table_rows = [{"features": k, "protocol": "held-out", **v} for k, v in res.items()
+                  if isinstance(v, dict)]
+    table_rows += [{"features": k, "protocol": "repeated grouped CV", **v}
+                   for k, v in repeated.items()]
+    pd.DataFrame(table_rows).to_csv(out / "probe.tsv", sep="\t", index=False)
     from sklearn.decomposition import PCA
 
     raw = F["pca_raw"]
@@ -223,4 +248,4 @@ def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max
     panels["model embedding"] = F["model"]
     if len(raw) >= 5:
         plot_tsne(panels, labels, out / "tsne.png", seed)
-    return res
+    return res, repeated

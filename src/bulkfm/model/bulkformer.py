@@ -3,6 +3,7 @@
     x [B, G] (log1p, masked genes = mask value)
       AE context   z = AE.encode(x)                       [B, 320]  (switchable)
       tokens       identity(g) + REE(x) + proj(z)          [B, G, d]
+                   (+ Linear([AE recon, observed residual]) per gene, ``ae_tokens``)
       block x L    h = h + GCN(LN h);  h = Performer(h)    [B, G, d]  (GCN switchable)
       head         mean_g + std_g * (AE_recon_z + MLP(LN h))  [B, G]  (train gene stats)
 
@@ -59,7 +60,8 @@ class BulkFormer(nn.Module):
         self.tokenizer = GeneTokenizer(
             cfg.n_genes, cfg.d_model, esm2=esm2 if cfg.use_esm2 else None,
             has_protein=has_protein, context_dim=cfg.ae_latent if cfg.use_ae_context else None,
-            theta_min=cfg.ree_theta_min, theta_max=cfg.ree_theta_max)
+            theta_min=cfg.ree_theta_min, theta_max=cfg.ree_theta_max,
+            ae_values=cfg.use_ae_context and cfg.ae_tokens)
         self.graph = (GeneGraph(edge_index, edge_weight if edge_weight is not None
                                 else torch.ones(edge_index.shape[1]), cfg.n_genes)
                       if cfg.use_gcn else None)
@@ -70,25 +72,46 @@ class BulkFormer(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def hidden(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, G] (masked = mask value) -> final hidden states [B, G, d]."""
-        if context is None and self.ae is not None:
-            context = self.ae.encode(x)  # [B, latent]
-        h = self.tokenizer(x, context)
+    def _ae(self, x: torch.Tensor, ae_input: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(AE latent [B, latent], AE reconstruction [B, G] z units, value tokens [B, G, 2])."""
+        if self.ae is None:
+            return None, None, None
+        context = self.ae.encode(x if ae_input is None else ae_input)  # [B, latent]
+        if not (self.config.ae_residual or self.config.ae_tokens):
+            return context, None, None
+        base = self.ae.decoder(context).float()  # [B, G] z units
+        values = None
+        if self.config.ae_tokens:
+            observed = ~self.scaler.masked(x)
+            resid = torch.where(observed, self.scaler(x) - base, torch.zeros_like(base))
+            values = torch.stack([base, resid], dim=-1)  # [B, G, 2]
+        return context, base, values
+
+    def _trunk(self, x: torch.Tensor, context: torch.Tensor | None,
+               values: torch.Tensor | None) -> torch.Tensor:
+        h = self.tokenizer(x, context, values)  # [B, G, d]
         adj = self.graph.adjacency() if self.graph is not None else None
         for block in self.blocks:
             h = block(h, adj)
         return self.norm(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, G] log1p with masked genes = mask value -> predicted log1p [B, G]."""
-        context = base = None
-        if self.ae is not None:
-            context = self.ae.encode(x)  # [B, latent]
-            if self.config.ae_residual:
-                base = self.ae.decoder(context).float()  # AE reconstruction, z units [B, G]
-        out = self.head(self.hidden(x, context)).squeeze(-1).float()  # [B, G] z units
-        return self.scaler.inverse(out if base is None else base + out)
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, G] (masked = mask value) -> final hidden states [B, G, d]."""
+        context, _, values = self._ae(x)
+        return self._trunk(x, context, values)
+
+    def forward(self, x: torch.Tensor, ae_input: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, G] log1p with masked genes = mask value -> predicted log1p [B, G].
+
+        ``ae_input``: what the AE context sees instead of ``x`` (training only: a more heavily
+        masked copy, so the AE errs on train samples as it does on unseen ones).
+        """
+        context, base, values = self._ae(x, ae_input)
+        out = self.head(self._trunk(x, context, values)).squeeze(-1).float()  # [B, G] z units
+        if self.config.ae_residual and base is not None:
+            out = base + out
+        return self.scaler.inverse(out)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

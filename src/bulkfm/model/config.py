@@ -24,6 +24,7 @@ class ModelConfig:
     esm2_dim: int = 0  # width of the ESM2 vectors (0 = none loaded)
     use_ae_context: bool = True
     ae_residual: bool = True  # predict a correction to the AE's reconstruction (needs the AE)
+    ae_tokens: bool = True  # tokens also carry the AE reconstruction and observed residual
     ree_theta_min: float = 0.1  # geometric ladder of REE wavelengths, in log1p units
     ree_theta_max: float = 100.0
     mask_value: float = -10.0  # stands for "masked"; a measured zero stays 0
@@ -38,4 +39,5 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        data = {"ae_tokens": False, **data}  # configs written before the key existed
         return cls(**data)

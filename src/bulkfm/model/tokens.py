@@ -1,4 +1,9 @@
-"""Gene tokens: token(g, s) = identity(g) + REE(x_sg) + proj(AE latent of s).
+"""Gene tokens: token(g, s) = identity(g) + REE(x_sg) + proj(AE latent of s) [+ AE values].
+
+Optional AE values (``ae_tokens``): per gene, the AE's reconstruction and, where the gene is
+observed, its residual (measured - reconstruction), both in z units, through a Linear(2, d). With
+them the graph and attention can propagate the AE's errors on observed genes to the masked
+genes they correlate with, a correction that carries over to samples the AE has not seen.
 
 Gene identity is ``proj(ESM2[g])`` for genes with a protein embedding and a learned vector for
 the rest; with ESM2 switched off (or no embedding file) every gene gets a learned
@@ -43,17 +48,23 @@ class GeneIdentity(nn.Module):
 class GeneTokenizer(nn.Module):
     def __init__(self, n_genes: int, d_model: int, *, esm2: torch.Tensor | None,
                  has_protein: torch.Tensor | None, context_dim: int | None,
-                 theta_min: float, theta_max: float) -> None:
+                 theta_min: float, theta_max: float, ae_values: bool = False) -> None:
         super().__init__()
         self.identity = GeneIdentity(n_genes, d_model, esm2, has_protein)
         self.ree = RotaryExpressionEmbedding(d_model, theta_min, theta_max)
         self.context = nn.Linear(context_dim, d_model) if context_dim else None
+        self.ae_values = nn.Linear(2, d_model) if ae_values else None
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        # x [B, G] (masked = mask value), context [B, c] -> tokens [B, G, d]
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                ae_values: torch.Tensor | None = None) -> torch.Tensor:
+        # x [B, G] (masked = mask value), context [B, c], ae_values [B, G, 2] -> tokens [B, G, d]
         tokens = self.ree(x) + self.identity().unsqueeze(0)
         if self.context is not None:
             if context is None:
                 raise ValueError("this model was built with an AE context; pass the AE latent")
             tokens = tokens + self.context(context).unsqueeze(1)
+        if self.ae_values is not None:
+            if ae_values is None:
+                raise ValueError("this model was built with AE value tokens; pass them")
+            tokens = tokens + self.ae_values(ae_values.to(tokens.dtype))
         return tokens

@@ -37,6 +37,9 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     mask_fraction: float = 0.15
+    # Stage 2: extra fraction of the observed genes hidden from the frozen AE context (training
+    # only), to make the AE err on train samples as on unseen ones. Off: no gain on TCGA.
+    context_extra_mask: float = 0.0
     ae: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3,
                                                                  batch_size=32))
     transformer: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3,
@@ -65,6 +68,9 @@ class TrainConfig:
             raise ValueError(f"unknown model keys {sorted(unknown)}; known: {sorted(_MODEL_KEYS)}")
         if not 0 < self.mask_fraction < 1:
             raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if not 0 <= self.context_extra_mask < 1:
+            raise ValueError("context_extra_mask must be in [0, 1), got "
+                             f"{self.context_extra_mask}")
         if not 0 <= self.val_fraction + self.test_fraction < 1:
             raise ValueError("val_fraction + test_fraction must be below 1")
         for name in ("ae", "transformer"):

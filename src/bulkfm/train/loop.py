@@ -83,8 +83,20 @@ def ae_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
 
 
 def masked_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
-                x_in: torch.Tensor) -> torch.Tensor:
-    pred = module(x_in)  # [B, G]
+                x_in: torch.Tensor, context_extra: float = 0.0,
+                mask_value: float = -10.0) -> torch.Tensor:
+    """MSE on the masked genes. ``context_extra`` > 0 (stage 2, training only): the frozen AE
+    context sees ``x_in`` with that fraction of its observed genes masked as well, meant to make
+    the AE err on its own train samples as it does on unseen ones (measured on TCGA: no gain,
+    benchmarks/results/train.md). Drawn from the per-step torch seed, so resumed runs repeat
+    it."""
+    ae_input = None
+    if context_extra > 0 and module.training:
+        extra = torch.rand(x_in.shape, device=x_in.device) < context_extra
+        ae_input = x_in.masked_fill(extra, mask_value)
+        pred = module(x_in, ae_input=ae_input)
+    else:
+        pred = module(x_in)  # [B, G]
     return F.mse_loss(pred[mask].float(), x[mask])
 
 

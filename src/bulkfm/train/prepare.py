@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 # Keys whose change makes a resumed run a different experiment.
 _FINGERPRINT = ("model", "max_genes", "esm2", "graph", "graph_top_k", "graph_min_pcc",
-                "val_fraction", "test_fraction", "mask_fraction", "seed", "weight_decay",
-                "warmup_steps", "grad_clip")
+                "val_fraction", "test_fraction", "mask_fraction", "context_extra_mask", "seed",
+                "weight_decay", "warmup_steps", "grad_clip")
 
 
 @dataclass

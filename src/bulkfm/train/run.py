@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,9 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
             if model.ae is not None:
                 model.ae.load_state_dict(ae.state_dict())
                 model.ae.requires_grad_(False)  # stage 1's context, frozen in stage 2
-            run_stage(Stage("model", "bulkformer", model, cfg, tcfg.transformer, masked_loss),
+            loss = partial(masked_loss, context_extra=tcfg.context_extra_mask,
+                           mask_value=cfg.mask_value)
+            run_stage(Stage("model", "bulkformer", model, cfg, tcfg.transformer, loss),
                       prep.data, prep.train_rows, prep.val_rows, tcfg, out, d, prep.genes, stop,
                       metrics, bf16, frozen=model.ae, progress=progress)
         if d.main:
