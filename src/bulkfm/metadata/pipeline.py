@@ -579,20 +579,21 @@ class Harmonizer:
         text = " ".join([*(f"{k} {v}" for k, v in rec.attributes.items() if v and not is_null(str(v))), rec.text,
                          rec.sra.get("title", "") or "", rec.sra.get("description", "") or ""])
         explicit = f["sample_type"].value if not f["sample_type"].empty else None
-        keys = {match_key(k, self.resources).field for k, v in rec.attributes.items() if v and not is_null(str(v))}
+        stated = [(match_key(k, self.resources).field, str(v)) for k, v in rec.attributes.items()
+                  if v and not is_null(str(v))]
+        keys = {fld for fld, _ in stated}
+        # a cell type found by evidence, not inferred (an inferred one says nothing about the sample)
+        found = f["cell_type"].ontology_id if f["cell_type"].method != "rule" else None
         st, conf = sample_type_from(
             text,
             has_cell_line=not f["cell_line"].empty and f["cell_line"].confidence >= 0.6,
-            has_cell_type=any(match_key(k, self.resources).field == "cell_type" and not _NOT_CELLS.search(str(v).lower())
-                              for k, v in rec.attributes.items() if v and not is_null(str(v))),
+            has_cell_type=any(fld == "cell_type" and not _NOT_CELLS.search(v.lower()) for fld, v in stated),
             has_tissue=not f["tissue"].empty,
             cell_line_key="cell_line" in keys,
             explicit=explicit,
-            found_cell_type=bool(f["cell_type"].ontology_id) and f["cell_type"].method != "rule",
-            differentiated_cell_type=bool(f["cell_type"].ontology_id) and f["cell_type"].method != "rule"
-            and not self.index.is_a(f["cell_type"].ontology_id, STEM_CELL),
-            culture_cell_type=bool(f["cell_type"].ontology_id) and f["cell_type"].method != "rule"
-            and any(self.index.is_a(f["cell_type"].ontology_id, c) for c in CULTURE_CELL_TYPES),
+            found_cell_type=bool(found),
+            differentiated_cell_type=bool(found) and not self.index.is_a(found, STEM_CELL),
+            culture_cell_type=bool(found) and any(self.index.is_a(found, c) for c in CULTURE_CELL_TYPES),
         )
         if st and (st != explicit or f["sample_type"].empty):
             src = f["sample_type"].source or "+".join(sorted(k for k in keys if k)) or "text"
@@ -628,8 +629,8 @@ class Harmonizer:
             if tid:
                 f["tissue"] = inferred(tid, ds, "disease")
         ts = f["tissue"]
-        if ts.ontology_id and self.infer.tissue_class(ts.ontology_id) != ts.ontology_id:
-            tid = self.infer.tissue_class(ts.ontology_id)
+        tid = self.infer.tissue_class(ts.ontology_id) if ts.ontology_id else None
+        if tid and tid != ts.ontology_id:
             f["tissue"] = FieldValue(self.index.label(tid), tid, ts.source, ts.method, ts.confidence)
         ct, ts = f["cell_type"], f["tissue"]
         if ts.ontology_id and ct.ontology_id and ts.method != "rule":
