@@ -128,9 +128,8 @@ def test_bad_values_name_the_sample(tcga_small, tiny_config: Path, tmp_path: Pat
     rc = main(["train", "--matrix", str(broken), "--out", str(tmp_path / "run"),
                "--config", str(tiny_config), "--no-progress"])
     err = capsys.readouterr().err
-    # The Parquet reader refuses the file (naming it) before a batch is formed; bulkfm's own
-    # matrix store is checked batch by batch and names the sample.
-    assert rc == 2 and message in err and "broken.parquet" in err
+    # Every reader (Parquet, HDF5, bulkfm's store) names the file and the sample to fix.
+    assert rc == 2 and message in err and "broken.parquet" in err and repr(sample) in err
 
 
 def test_graph_for_other_genes_is_refused(tcga_small, tiny_config: Path, tmp_path: Path,

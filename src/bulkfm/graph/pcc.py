@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches
+from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches, validate_values
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +120,6 @@ class GeneStats:
         ok = ~self.constant
         scale[ok] = 1.0 / (self.std[ok] * math.sqrt(self.n - 1))
         return scale.astype(np.float32)
-
-
-def _check_batch(values: np.ndarray, rows: np.ndarray, samples: list[str], where: str) -> None:
-    finite = np.isfinite(values)
-    if not finite.all():
-        r = int(np.nonzero(~finite.all(axis=1))[0][0])
-        raise ValueError(f"{where}: sample {samples[rows[r]]!r} has NaN/Inf values; fix or drop "
-                         "it in the matrix before building the graph")
-    if (values < 0).any():
-        r = int(np.nonzero((values < 0).any(axis=1))[0][0])
-        raise ValueError(f"{where}: sample {samples[rows[r]]!r} has negative values; the graph "
-                         "expects log1p(TPM) (>= 0), not z-scores or log-ratios")
 
 
 class _Accumulator:
@@ -254,7 +242,7 @@ def pcc_topk(
     filled = 0
     bar = tqdm(total=n, desc="graph: gene means/stds", unit="sample", disable=not progress)
     for idx, x in iter_row_batches(matrix, batch_samples, rows):
-        _check_batch(x, idx, matrix.samples, where)
+        validate_values(x, [matrix.samples[r] for r in idx], where)
         acc.add(x)
         if cache is not None:
             cache[filled : filled + len(x)] = x

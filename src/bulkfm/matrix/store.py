@@ -67,18 +67,19 @@ def iter_row_batches(
         yield chunk, matrix.rows(chunk)
 
 
-def _validate_values(values: np.ndarray, where: str) -> np.ndarray:
-    if not np.isfinite(values).all():
-        bad = int((~np.isfinite(values)).sum())
-        raise ValueError(
-            f"{where}: {bad} NaN/Inf values; remove or impute them before training "
-            "(bulkfm never guesses missing expression)"
-        )
+def validate_values(values: np.ndarray, samples: Sequence[str], where: str) -> np.ndarray:
+    """Refuse NaN/Inf and negative values; ``samples`` names the rows, so the error says which
+    sample to fix (bulkfm never guesses missing expression)."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        r = int(np.nonzero(~finite.all(axis=1))[0][0])
+        raise ValueError(f"{where}: sample {samples[r]!r} has {int((~finite[r]).sum())} NaN/Inf "
+                         "values; impute or drop that sample first")
     if (values < 0).any():
-        raise ValueError(
-            f"{where}: negative values (min {values.min():.3g}); expected TPM/counts or "
-            "log1p of them. If the matrix is already log-ratio or z-scored, it is not a valid input"
-        )
+        r = int(np.nonzero((values < 0).any(axis=1))[0][0])
+        raise ValueError(f"{where}: sample {samples[r]!r} has negative values (min "
+                         f"{values[r].min():.3g}); give TPM/counts or log1p of them, not "
+                         "log-ratios or z-scores")
     return values
 
 
@@ -256,8 +257,8 @@ class ParquetGeneTable:
         return values.T.astype(np.float32, copy=False)
 
     def rows(self, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
-        idx = range(len(self.samples))[index] if isinstance(index, slice) else index
-        values = _validate_values(self._read(list(map(int, idx))), str(self.path))
+        idx = list(map(int, range(len(self.samples))[index] if isinstance(index, slice) else index))
+        values = validate_values(self._read(idx), [self.samples[i] for i in idx], str(self.path))
         return np.log1p(values) if self.transform == "log1p" else values
 
 
@@ -310,7 +311,7 @@ class Archs4H5:
         block = self._data[:, uniq].T.astype(np.float32)[inverse]
         out = np.empty_like(block)
         out[order] = block
-        out = _validate_values(out, str(self.path))
+        out = validate_values(out, [self.samples[i] for i in idx], str(self.path))
         if self.transform == "log1p_cpm":
             lib = out.sum(axis=1, keepdims=True)
             lib[lib == 0] = 1.0

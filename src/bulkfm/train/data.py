@@ -18,7 +18,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from bulkfm.embed.gene_ids import match_genes
-from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches
+from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches, validate_values
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,12 @@ class DataError(ValueError):
 
 
 def check_values(values: np.ndarray, rows: Sequence[int], matrix: ExpressionMatrix) -> np.ndarray:
-    """Refuse NaN/Inf and negative values, naming the first bad sample."""
-    where = str(getattr(matrix, "path", "matrix"))
-    finite = np.isfinite(values)
-    if not finite.all():
-        r = int(np.nonzero(~finite.all(axis=1))[0][0])
-        raise DataError(f"{where}: sample {matrix.samples[rows[r]]!r} has "
-                        f"{int((~finite[r]).sum())} NaN/Inf values; impute or drop it first")
-    if (values < 0).any():
-        r = int(np.nonzero((values < 0).any(axis=1))[0][0])
-        raise DataError(f"{where}: sample {matrix.samples[rows[r]]!r} has negative values (min "
-                        f"{values[r].min():.3g}); give TPM/counts or log1p of them, not "
-                        "log-ratios or z-scores")
-    return values
+    """Refuse NaN/Inf and negative values, naming the first bad sample (any matrix reader)."""
+    try:
+        return validate_values(values, [matrix.samples[r] for r in rows],
+                               str(getattr(matrix, "path", "matrix")))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 class SubsetMatrix:
