@@ -550,7 +550,16 @@ class Harmonizer:
 
     # ---------------------------------------------------------------- derived fields
     def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
-        # disease of a known cell line's donor, when the record names none
+        """Fields that follow from other fields, in dependency order."""
+        self._cell_line_disease(f)
+        self._implied(f)
+        self._compose_cell_type(f)
+        self._development_stage(f)
+        self._sample_type(rec, f)
+        self._cultured_cell(f)
+
+    def _cell_line_disease(self, f: dict[str, FieldValue]) -> None:
+        """Disease of a known cell line's donor, when the record names none."""
         cl = f["cell_line"]
         if f["disease"].empty and cl.ontology_id and cl.confidence >= 0.6:
             label = cell_line_disease(self.resources).get(cl.ontology_id)
@@ -559,15 +568,18 @@ class Harmonizer:
             if tid:
                 f["disease"] = FieldValue(self.index.label(tid), tid, f"{cl.source} (cell line)", "lexicon",
                                           round(min(0.85, cl.confidence), 3))
-        self._implied(f)
-        # 'fibroblast' + tissue 'lung' -> 'fibroblast of lung' when CL has that term
+
+    def _compose_cell_type(self, f: dict[str, FieldValue]) -> None:
+        """'fibroblast' + tissue 'lung' -> 'fibroblast of lung' when CL has that term."""
         ct, ts = f["cell_type"], f["tissue"]
         if ct.ontology_id and ts.ontology_id and ct.method in ("lexicon", "embedding", "rule"):
             sharper = self.matcher.compose(ct.ontology_id, ts.ontology_id)
             if sharper:
                 f["cell_type"] = FieldValue(self.index.label(sharper), sharper, f"{ct.source}+{ts.source}"[:200],
                                             ct.method, round(min(ct.confidence, ts.confidence), 3))
-        # development stage from age ('48' -> '48-year-old stage')
+
+    def _development_stage(self, f: dict[str, FieldValue]) -> None:
+        """Development stage from age ('48' -> '48-year-old stage')."""
         if f["development_stage"].empty and f["age_years"].value is not None:
             years = float(f["age_years"].value)
             label = "80 year-old and over stage" if years >= 80 else (f"{int(years)}-year-old stage" if years >= 2 else None)
@@ -575,7 +587,9 @@ class Harmonizer:
             if hits:
                 f["development_stage"] = FieldValue(self.index.label(hits[0][0]), hits[0][0], f["age_years"].source,
                                                     "rule", round(f["age_years"].confidence * 0.95, 3))
-        # sample type from all raw text and what the other fields found
+
+    def _sample_type(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
+        """Sample type from all raw text and what the other fields found."""
         text = " ".join([*(f"{k} {v}" for k, v in rec.attributes.items() if v and not is_null(str(v))), rec.text,
                          rec.sra.get("title", "") or "", rec.sra.get("description", "") or ""])
         explicit = f["sample_type"].value if not f["sample_type"].empty else None
@@ -598,7 +612,9 @@ class Harmonizer:
         if st and (st != explicit or f["sample_type"].empty):
             src = f["sample_type"].source or "+".join(sorted(k for k in keys if k)) or "text"
             f["sample_type"] = FieldValue(st, None, src, "rule", conf)
-        # cells of a line are 'cultured cell' (CL) by definition when nothing more is known
+
+    def _cultured_cell(self, f: dict[str, FieldValue]) -> None:
+        """Cells of a line are 'cultured cell' (CL) by definition when nothing more is known."""
         st = f["sample_type"]
         if st.value == "cell line" and f["cell_type"].empty:
             f["cell_type"] = FieldValue(self.index.label(CULTURED_CELL), CULTURED_CELL, f"{st.source} (sample type)",
