@@ -35,6 +35,7 @@ VARIANTS: dict[str, dict] = {
     "no_gcn": {"model": {"use_gcn": False}},
     "no_ae_context": {"model": {"use_ae_context": False, "ae_residual": False}},
     "extra_mask": {"context_extra_mask": 0.3},  # AE context sees 30 % more genes masked
+    "ae_one_hidden": {"model": {"ae_hidden": [256]}},  # shallower AE (1000 -> 256 -> 64)
 }
 
 
