@@ -79,10 +79,6 @@ def test_parquet_gene_table_reads_sample_columns(shared_data):
     np.testing.assert_allclose(rows[0], np.log1p(raw), rtol=1e-6)  # linear values -> log1p
 
 
-def test_parquet_with_nan_is_a_clear_error(tmp_path):
-    pd.DataFrame({"gene": ["A", "B"], "s1": [1.0, np.nan]}).to_parquet(tmp_path / "x.parquet")
-    with pytest.raises(ValueError, match="NaN"):
-        open_matrix(tmp_path / "x.parquet", transform="none").rows([0])
 
 
 def make_archs4(path, counts, genes, samples):
@@ -90,6 +86,19 @@ def make_archs4(path, counts, genes, samples):
         h5.create_dataset("data/expression", data=counts, chunks=(len(genes), 1))
         h5.create_dataset("meta/genes/symbol", data=np.array(genes, dtype="S"))
         h5.create_dataset("meta/samples/geo_accession", data=np.array(samples, dtype="S"))
+
+
+def test_bad_values_name_the_sample_in_every_reader(tmp_path):
+    pd.DataFrame({"gene": ["A", "B"], "s1": [1.0, 2.0], "s2": [1.0, np.nan]}).to_parquet(
+        tmp_path / "x.parquet")
+    parquet = open_matrix(tmp_path / "x.parquet", transform="none")
+    parquet.rows([0])  # a clean sample reads
+    with pytest.raises(ValueError, match=r"x\.parquet: sample 's2' has 1 NaN/Inf"):
+        parquet.rows([0, 1])
+    make_archs4(tmp_path / "x.h5", np.array([[5, 3, 1], [2, 0, 4]], dtype=np.int64) - [0, 0, 9],
+                ["A", "B"], ["GSM1", "GSM2", "GSM3"])
+    with pytest.raises(ValueError, match=r"sample 'GSM3' has negative values"):
+        open_matrix(tmp_path / "x.h5").rows([2, 0])
 
 
 def test_archs4_import_keeps_protein_coding_and_computes_cpm(tmp_path):
