@@ -11,10 +11,6 @@ repeated grouped 5-fold CV). Finished runs in WORKDIR are reused. Prints a Markd
 
 from __future__ import annotations
 
-import argparse
-import logging
-from pathlib import Path
-
 import pandas as pd
 import yaml
 
@@ -22,6 +18,7 @@ from bulkfm.evaluate.run import evaluate
 from bulkfm.report.gather import markdown_table
 from bulkfm.train.config import from_dict
 from bulkfm.train.run import train
+from train_tcga import merged, tcga_args, tcga_inputs  # benchmarks/ is sys.path[0]
 
 # Config changes per setting (merged into train_tcga.yaml; ``model`` keys merged one level down).
 SETTINGS: dict[str, dict] = {
@@ -39,34 +36,16 @@ SETTINGS: dict[str, dict] = {
 }
 
 
-def config_for(base: dict, changes: dict) -> dict:
-    cfg = {**base, **{k: v for k, v in changes.items() if k != "model"}}
-    cfg["model"] = {**base.get("model", {}), **changes.get("model", {})}
-    cfg["transformer"] = {**base["transformer"], "steps": 0}  # stage 1 only
-    return cfg
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tcga", required=True, type=Path, help="tcga_rnaseqv2_6cohorts folder")
-    p.add_argument("--workdir", required=True, type=Path)
-    p.add_argument("--config", type=Path, default=Path(__file__).with_name("train_tcga.yaml"))
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    matrix = args.tcga / "expression_rsem_normalized.genes_x_samples.parquet"
-    labels = args.workdir / "labels.tsv"
-    meta = pd.read_csv(args.tcga / "samples.tsv", sep="\t")
-    meta.rename(columns={"cohort": "label", "participant": "group"})[
-        ["sample_id", "label", "group"]].to_csv(labels, sep="\t", index=False)
+    args = tcga_args(__doc__, list(SETTINGS), list(SETTINGS), "settings")
+    matrix, labels = tcga_inputs(args.tcga, args.workdir)
     base = yaml.safe_load(args.config.read_text())
     rows = []
     for name in args.settings:
         out = args.workdir / name
-        train(str(matrix), out, from_dict(config_for(base, SETTINGS[name])), labels=str(labels),
-              progress=False)
+        cfg = merged(base, SETTINGS[name])
+        cfg["transformer"] = {**base["transformer"], "steps": 0}  # stage 1 only
+        train(str(matrix), out, from_dict(cfg), labels=str(labels), progress=False)
         res = evaluate(out, matrix, labels=str(labels), progress=False)
         m = pd.read_csv(out / "metrics.csv")
         ae = m[m["stage"] == "ae"]

@@ -39,26 +39,44 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
+def tcga_args(description: str, choices: list[str], default: list[str],
+              option: str) -> argparse.Namespace:
+    """The command line shared by the TCGA benchmarks (``--OPTION`` picks runs by name)."""
+    p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tcga", required=True, type=Path, help="tcga_rnaseqv2_6cohorts folder")
     p.add_argument("--workdir", required=True, type=Path)
     p.add_argument("--config", type=Path, default=Path(__file__).with_name("train_tcga.yaml"))
-    p.add_argument("--variants", nargs="+", default=["full"], choices=list(VARIANTS))
+    p.add_argument(f"--{option}", nargs="+", default=default, choices=choices)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    matrix = args.tcga / "expression_rsem_normalized.genes_x_samples.parquet"
-    labels = args.workdir / "labels.tsv"
-    meta = pd.read_csv(args.tcga / "samples.tsv", sep="\t")
+    return args
+
+
+def tcga_inputs(tcga: Path, workdir: Path) -> tuple[Path, Path]:
+    """(expression matrix, labels TSV written into WORKDIR: cohort = label, participant = group)."""
+    labels = workdir / "labels.tsv"
+    meta = pd.read_csv(tcga / "samples.tsv", sep="\t")
     meta.rename(columns={"cohort": "label", "participant": "group"})[
         ["sample_id", "label", "group"]].to_csv(labels, sep="\t", index=False)
+    return tcga / "expression_rsem_normalized.genes_x_samples.parquet", labels
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """``base`` config with ``changes`` applied (``model`` keys merged one level down)."""
+    cfg = {**base, **{k: v for k, v in changes.items() if k != "model"}}
+    cfg["model"] = {**base.get("model", {}), **changes.get("model", {})}
+    return cfg
+
+
+def main() -> None:
+    args = tcga_args(__doc__, list(VARIANTS), ["full"], "variants")
+    matrix, labels = tcga_inputs(args.tcga, args.workdir)
     base = yaml.safe_load(args.config.read_text())
     rec_rows, probe_rows, rep_rows, time_rows = [], [], [], []
     for name in args.variants:
-        cfg = {**base, **{k: v for k, v in VARIANTS[name].items() if k != "model"}}
-        cfg["model"] = {**base.get("model", {}), **VARIANTS[name].get("model", {})}
+        cfg = merged(base, VARIANTS[name])
         out = args.workdir / name
         t = time.perf_counter()
         train(str(matrix), out, from_dict(cfg), labels=str(labels), progress=False)
