@@ -79,8 +79,6 @@ def test_parquet_gene_table_reads_sample_columns(shared_data):
     np.testing.assert_allclose(rows[0], np.log1p(raw), rtol=1e-6)  # linear values -> log1p
 
 
-
-
 def make_archs4(path, counts, genes, samples):
     with h5py.File(path, "w") as h5:
         h5.create_dataset("data/expression", data=counts, chunks=(len(genes), 1))

@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches, validate_values
+from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,6 @@ def pcc_topk(
         log.warning("only %d samples: correlations this few are mostly noise (fine for the demo, "
                     "not for a model)", n)
     k = min(top_k, g - 1)
-    where = str(getattr(matrix, "path", "matrix"))
     budget = int(max_memory_gb * 2**30)
     in_memory = n * g * _F32 <= budget // 2
     if device.type == "cuda":  # Z must also fit on the GPU, beside a few [chunk, genes] blocks
@@ -242,7 +241,6 @@ def pcc_topk(
     filled = 0
     bar = tqdm(total=n, desc="graph: gene means/stds", unit="sample", disable=not progress)
     for idx, x in iter_row_batches(matrix, batch_samples, rows):
-        validate_values(x, [matrix.samples[r] for r in idx], where)
         acc.add(x)
         if cache is not None:
             cache[filled : filled + len(x)] = x

@@ -53,7 +53,8 @@ class ExpressionMatrix(Protocol):
     def shape(self) -> tuple[int, int]: ...
 
     def rows(self, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
-        """float32 [len(index), n_genes] on the log1p scale, in the order asked for."""
+        """float32 [len(index), n_genes] on the log1p scale, in the order asked for; NaN/Inf or
+        negative values raise ValueError naming the sample (``validate_values``)."""
         ...
 
 
@@ -118,13 +119,15 @@ class MatrixStore:
 
     def rows(self, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         if isinstance(index, slice):
-            return np.array(self._data[index], dtype=np.float32)  # a copy, never a memmap view
-        idx = np.asarray(index, dtype=np.int64)
-        # Sorted fancy indexing reads the memmap front to back; restore the asked order after.
-        order = np.argsort(idx, kind="stable")
-        out = np.empty((len(idx), self._data.shape[1]), dtype=np.float32)
-        out[order] = self._data[idx[order]]
-        return out
+            idx = np.arange(len(self.samples))[index]
+            out = np.array(self._data[index], dtype=np.float32)  # a copy, never a memmap view
+        else:
+            idx = np.asarray(index, dtype=np.int64)
+            # Sorted fancy indexing reads the memmap front to back; restore the asked order after.
+            order = np.argsort(idx, kind="stable")
+            out = np.empty((len(idx), self._data.shape[1]), dtype=np.float32)
+            out[order] = self._data[idx[order]]
+        return validate_values(out, [self.samples[i] for i in idx], str(self.path))
 
 
 def read_manifest(path: Path) -> dict:

@@ -18,22 +18,13 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from bulkfm.embed.gene_ids import match_genes
-from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches, validate_values
+from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches
 
 log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
     """Bad values or genes in an input matrix (message names the file, sample and fix)."""
-
-
-def check_values(values: np.ndarray, rows: Sequence[int], matrix: ExpressionMatrix) -> np.ndarray:
-    """Refuse NaN/Inf and negative values, naming the first bad sample (any matrix reader)."""
-    try:
-        return validate_values(values, [matrix.samples[r] for r in rows],
-                               str(getattr(matrix, "path", "matrix")))
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
 
 
 class SubsetMatrix:
@@ -57,7 +48,7 @@ class SubsetMatrix:
 
     def rows(self, index: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         idx = np.arange(len(self.samples))[index] if isinstance(index, slice) else np.asarray(index)
-        full = check_values(self.matrix.rows(idx), idx, self.matrix)
+        full = self.matrix.rows(idx)  # validated by the reader
         if self._present.all():
             return np.ascontiguousarray(full[:, self.gene_index])
         out = np.full((len(idx), len(self.genes)), self.fill, dtype=np.float32)
@@ -79,7 +70,6 @@ def gene_moments(matrix: ExpressionMatrix, rows: np.ndarray, batch: int = 256,
     n = 0
     for idx, x in tqdm(iter_row_batches(matrix, batch, rows), desc="gene statistics",
                        total=-(-len(rows) // batch), disable=not progress, unit="batch"):
-        check_values(x, idx, matrix)
         x = x.astype(np.float64)
         if shift is None:
             shift, s1, s2 = x[0].copy(), np.zeros(x.shape[1]), np.zeros(x.shape[1])
