@@ -7,8 +7,9 @@ shape); unknown keys are errors, so a typo never silently trains with a default.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,18 @@ import yaml
 from bulkfm.model.config import ModelConfig
 
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"n_genes", "esm2_dim", "seed"}
+
+log = logging.getLogger(__name__)
+
+# Model size for the keys a config leaves out (``size``). "full" is BulkFormer's size (every
+# gene, AE 4096 -> 1024 -> 320, d 320): ~100 s per stage-2 step on 2 CPU cores at 20k genes,
+# so it is for GPUs. "cpu" is the same architecture at the size of the CPU benchmark
+# (benchmarks/train_tcga.yaml), which trains on a few hundred samples in minutes.
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {"max_genes": 0, "model": {}},
+    "cpu": {"max_genes": 1000, "model": {"ae_hidden": [512, 128], "ae_latent": 64,
+                                         "d_model": 64, "n_heads": 4, "nb_features": 32}},
+}
 
 
 @dataclass
@@ -29,7 +42,10 @@ class StageConfig:
 @dataclass
 class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
-    max_genes: int = 0  # 0 = every gene; N = top-N by variance over the train split
+    # Size preset filling max_genes and the model's size keys left out: auto = full on a GPU,
+    # cpu on a CPU (``resolved``); keys that are given always win.
+    size: str = "auto"
+    max_genes: int | None = None  # 0 = every gene; N = top-N by variance over the train split
     esm2: str | None = None  # esm2.pt; None or model.use_esm2 false -> learned nn.Embedding
     graph: str | None = None  # edges.parquet; None -> built from the train split here
     graph_top_k: int = 20
@@ -56,6 +72,17 @@ class TrainConfig:
     bf16: str | bool = "auto"  # auto = on for CUDA GPUs that support it
     num_threads: int = 0  # CPU threads per process; 0 = torch's default
 
+    def resolved(self, device_type: str) -> TrainConfig:
+        """This config with ``size`` applied for a run on ``device_type`` ("cpu", "cuda")."""
+        size = self.size if self.size != "auto" else ("full" if device_type == "cuda" else "cpu")
+        preset = SIZES[size]
+        filled = {k: v for k, v in preset["model"].items() if k not in self.model}
+        max_genes = preset["max_genes"] if self.max_genes is None else self.max_genes
+        if self.size == "auto" and (filled or self.max_genes is None and max_genes):
+            log.warning("size: %s on %s (set size: full or the keys to change it): max_genes %s, %s",
+                     size, device_type, max_genes, filled)
+        return replace(self, size=size, max_genes=max_genes, model={**filled, **self.model})
+
     def model_config(self, n_genes: int, esm2_dim: int) -> ModelConfig:
         return ModelConfig(n_genes=n_genes, esm2_dim=esm2_dim, seed=self.seed, **self.model)
 
@@ -66,6 +93,10 @@ class TrainConfig:
         unknown = set(self.model) - _MODEL_KEYS
         if unknown:
             raise ValueError(f"unknown model keys {sorted(unknown)}; known: {sorted(_MODEL_KEYS)}")
+        if self.size not in ("auto", *SIZES):
+            raise ValueError(f"size must be auto, {' or '.join(SIZES)}; got {self.size!r}")
+        if self.max_genes is not None and self.max_genes < 0:
+            raise ValueError(f"max_genes must be >= 0, got {self.max_genes}")
         if not 0 < self.mask_fraction < 1:
             raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
         if not 0 <= self.context_extra_mask < 1:

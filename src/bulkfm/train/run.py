@@ -40,6 +40,7 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
           restart_on_change: bool = False) -> Path:
     out = Path(out)
     d = ddp.setup(tcfg.device)
+    tcfg = tcfg.resolved(d.device.type)
     if tcfg.num_threads > 0:
         torch.set_num_threads(tcfg.num_threads)
     try:

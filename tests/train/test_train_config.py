@@ -1,0 +1,55 @@
+"""Training config: the size preset fills only what a config leaves out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import bulkfm.model
+from bulkfm.cli import main
+from bulkfm.train.config import SIZES, from_dict, load_config
+
+
+def test_size_auto_is_full_on_a_gpu_and_cpu_sized_on_a_cpu() -> None:
+    default = load_config(None)
+    gpu = default.resolved("cuda")
+    assert (gpu.size, gpu.max_genes, gpu.model) == ("full", 0, {})  # BulkFormer size
+    cpu = default.resolved("cpu")
+    assert cpu.size == "cpu" and cpu.max_genes == SIZES["cpu"]["max_genes"] > 0
+    assert cpu.model == SIZES["cpu"]["model"]
+    assert cpu.model_config(1000, 0).d_model == SIZES["cpu"]["model"]["d_model"]
+
+
+def test_keys_given_win_over_the_preset() -> None:
+    cfg = from_dict({"max_genes": 0, "model": {"d_model": 128, "use_gcn": False}}).resolved("cpu")
+    assert cfg.max_genes == 0  # every gene, as asked
+    assert cfg.model["d_model"] == 128 and cfg.model["use_gcn"] is False
+    assert cfg.model["ae_latent"] == SIZES["cpu"]["model"]["ae_latent"]  # left out: preset
+    full = from_dict({"size": "full"}).resolved("cpu")
+    assert (full.max_genes, full.model) == (0, {})
+
+
+def test_unknown_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="size must be"):
+        from_dict({"size": "huge"})
+
+
+def test_train_without_size_keys_on_cpu_records_the_preset(tcga_small, tmp_path: Path) -> None:
+    matrix, labels = tcga_small
+    config = tmp_path / "steps.yaml"  # training length only: sizes come from the preset
+    config.write_text("ae: {steps: 2, batch_size: 8, lr: 0.001}\n"
+                      "transformer: {steps: 2, batch_size: 4, lr: 0.001}\n"
+                      "num_threads: 1\ndevice: cpu\n")
+    out = tmp_path / "run"
+    assert main(["train", "--matrix", str(matrix), "--labels", str(labels), "--out", str(out),
+                 "--config", str(config), "--no-progress"]) == 0
+    recorded = json.loads((out / "config.json").read_text())["train"]
+    assert recorded["size"] == "cpu" and recorded["model"] == SIZES["cpu"]["model"]
+    model = bulkfm.model.load(out)
+    assert model.config.d_model == SIZES["cpu"]["model"]["d_model"]
+    assert model.config.ae_hidden == SIZES["cpu"]["model"]["ae_hidden"]
+    # The same command resumes (the resolved config matches the run's fingerprint).
+    assert main(["train", "--matrix", str(matrix), "--labels", str(labels), "--out", str(out),
+                 "--config", str(config), "--no-progress"]) == 0
