@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # Model size for the keys a config leaves out (``size``). "full" is BulkFormer's size (every
 # gene, AE 4096 -> 1024 -> 320, d 320): ~100 s per stage-2 step on 2 CPU cores at 20k genes,
-# so it is for GPUs. "cpu" is the same architecture at the size of the CPU benchmark
-# (benchmarks/train_tcga.yaml), which trains on a few hundred samples in minutes.
+# so it is for GPUs. "cpu" is the same architecture at the size the CPU benchmark uses
+# (benchmarks/train_tcga.yaml says size: cpu), which trains on a few hundred samples in minutes.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"max_genes": 0, "model": {}},
     "cpu": {"max_genes": 1000, "model": {"ae_hidden": [512, 128], "ae_latent": 64,
@@ -79,8 +79,8 @@ class TrainConfig:
         filled = {k: v for k, v in preset["model"].items() if k not in self.model}
         max_genes = preset["max_genes"] if self.max_genes is None else self.max_genes
         if self.size == "auto" and (filled or self.max_genes is None and max_genes):
-            log.warning("size: %s on %s (set size: full or the keys to change it): max_genes %s, %s",
-                     size, device_type, max_genes, filled)
+            log.warning("size: %s on %s (set size: full or the keys to change it): "
+                        "max_genes %s, %s", size, device_type, max_genes, filled)
         return replace(self, size=size, max_genes=max_genes, model={**filled, **self.model})
 
     def model_config(self, n_genes: int, esm2_dim: int) -> ModelConfig:

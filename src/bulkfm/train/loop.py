@@ -90,11 +90,9 @@ def masked_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
     the AE err on its own train samples as it does on unseen ones (measured on TCGA: no gain,
     benchmarks/results/train.md). Drawn from the per-step torch seed, so resumed runs repeat
     it."""
-    ae_input = None
     if context_extra > 0 and module.training:
         extra = torch.rand(x_in.shape, device=x_in.device) < context_extra
-        ae_input = x_in.masked_fill(extra, mask_value)
-        pred = module(x_in, ae_input=ae_input)
+        pred = module(x_in, ae_input=x_in.masked_fill(extra, mask_value))
     else:
         pred = module(x_in)  # [B, G]
     return F.mse_loss(pred[mask].float(), x[mask])
