@@ -42,6 +42,46 @@ def test_evaluate_on_labelled_metasra_and_txt2onto(shared_data, index, tmp_path)
     assert res["llm_calls"] == 0
 
 
+def test_leave_study_out_keeps_studies_together_and_finds_untouched_ones(shared_data, index, tmp_path):
+    """Folds are by study; the per-fold scores summarize the same outcomes as the plain score;
+    a study that a lexicon entry acts on is not 'untouched', one that none acts on is."""
+    from bulkfm.metadata.evaluate import bare_resources, fold_of, markdown_lso
+
+    rows = [json.loads(x) for x in gzip.open(shared_data / "metadata_labelled" / "metasra_labelled.dev.jsonl.gz", "rt")]
+    # one study a lexicon entry acts on ('HUVEC' is a lexicon phrase), one where only the
+    # ontology's own labels are used ('liver' under 'tissue'); both with real MetaSRA labels
+    made = [
+        {"sample_accession": "A1", "group_id": "s_lex", "attributes": {"cell type": "HUVEC"},
+         "explicitly_mapped_terms": {"CL:0002618": "endothelial cell of umbilical vein"}, "sample_type": "cell_line"},
+        {"sample_accession": "B1", "group_id": "s_plain", "attributes": {"tissue": "liver"},
+         "explicitly_mapped_terms": {"UBERON:0002107": "liver"}, "sample_type": "tissue"},
+    ]
+    f = tmp_path / "m.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows[:120] + made))
+    harm = Harmonizer(index, Settings(embedding=False))
+    bare = Harmonizer(index, Settings(embedding=False), resources=str(bare_resources(None, tmp_path / "bare")))
+    res = evaluate_files([str(f)], harm, index, folds=4, bare=bare)
+    lso = res["leave_study_out"]
+    folds = lso["folds"]
+    assert folds["fields"] == res["overall"]["labelled"]
+    assert folds["pooled"] == res["overall"]["right_share"]
+    assert folds["all"]["n"] == 4 and folds["all"]["min"] <= folds["all"]["mean"] <= folds["all"]["max"]
+    from collections import Counter
+
+    from bulkfm.metadata.evaluate import metasra_gold
+
+    studies = {r["group_id"] for r in rows[:120] + made if metasra_gold(r, index, Counter())}  # with a label
+    assert folds["studies"] == len(studies)
+    assert all(0 <= fold_of(s, 4) < 4 for s in studies) and fold_of("s_lex", 4) == fold_of("s_lex", 4)
+    unt = lso["untouched"]
+    assert 0 < unt["studies"] < folds["studies"]
+    assert "metasra:s_plain" in lso["untouched_studies"] and "metasra:s_lex" not in lso["untouched_studies"]
+    res_plain = evaluate_files([str(f)], harm, index, folds=4, bare=None)
+    assert "untouched" not in res_plain["leave_study_out"]
+    assert "| metasra | cell_type |" in markdown_lso(res)
+    assert unt["fields"] < folds["fields"]
+
+
 @pytest.fixture(scope="module")
 def pickrell(shared_data, tmp_path_factory):
     d = tmp_path_factory.mktemp("sex")
