@@ -17,7 +17,8 @@ Label conventions:
   reported. Disease labels are DOID; the snapshot's MONDO has no DOID cross-references, so a DOID
   label is mapped to MONDO by exact label/synonym match of the label text that MetaSRA stores;
   unmappable DOID labels are reported and not scored. Sex: PATO female/male (or the UBERON
-  female/male organism). Age: EFO 'age' real-value property with its UO unit (no unit: years),
+  female/male organism); for a named line with no sex label, the sex MetaSRA's consequent terms
+  give (derived from the line) is scored as the separate row 'sex_line'. Age: EFO 'age' real-value property with its UO unit (no unit: years),
   right within 2 % (or 0.1 year). Sample type: MetaSRA classes mapped to ours (tissue -> primary
   tissue or xenograft, primary_cells -> primary cells, cell_line -> cell line,
   in_vitro_differentiated_cells -> in-vitro differentiated or organoid (MetaSRA has neither xenograft
@@ -40,6 +41,7 @@ from bulkfm.metadata.pipeline import Harmonizer, RawRecord
 from bulkfm.metadata.schema import FEMALE, MALE
 
 SCORED = ("tissue", "cell_type", "cell_line", "sex", "age_years", "sample_type", "disease")
+SCORED_AS = {"sex_line": "sex"}  # a scored row -> the harmonized field it reads
 _LIFE_STAGE = "UBERON:0000105"
 _SEX_TERMS = {"PATO:0000383": FEMALE, "PATO:0000384": MALE, "UBERON:0003100": FEMALE, "UBERON:0003101": MALE}
 _AGE_UNIT = {"UO:0000036": 1.0, "UO:0000035": 1 / 12, "UO:0000034": 1 / 52.1775, "UO:0000033": 1 / 365.25,
@@ -84,6 +86,12 @@ def metasra_gold(rec: dict, index: TermIndex, notes: Counter) -> dict:
     sexes = {_SEX_TERMS[t] for t in explicit if t in _SEX_TERMS}
     if len(sexes) == 1:
         gold["sex"] = (sexes, sexes)
+    elif not sexes and any(prefix_of(t) == "CVCL" for t in explicit):
+        # the sex MetaSRA derived from the line's record (consequent terms) when no label states
+        # one: scored apart as 'sex_line' (the sex a named line implies)
+        implied = {_SEX_TERMS[t] for t in consequent if t in _SEX_TERMS}
+        if len(implied) == 1:
+            gold["sex_line"] = (implied, implied)
     # disease: DOID label -> MONDO by exact label/synonym
     must, ok = set(), set()
     for terms, target in ((explicit, must), (consequent, ok)):
@@ -263,7 +271,7 @@ def evaluate_files(paths: list[str], harm: Harmonizer, index: TermIndex, limit: 
         for fields, gold, study in zip(outputs, golds, studies):
             studies_seen.add((name, study))
             for fld, g in gold.items():
-                outcome, shown = _outcome(index, fld, fields[fld], g)
+                outcome, shown = _outcome(index, fld, fields[SCORED_AS.get(fld, fld)], g)
                 counts[fld][outcome] += 1
                 counts[fld]["labelled"] += 1
                 all_outcomes.append((name, study, fld, outcome))

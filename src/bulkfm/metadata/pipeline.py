@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from bulkfm.metadata.embedding import Embedder
 from bulkfm.metadata.infer import INFERRED_CEILING, Inference
 from bulkfm.metadata.keys import match_key
+from bulkfm.metadata.lines import CellLineRecords
 from bulkfm.metadata.llm import LLMChooser, LLMConfig, Question
 from bulkfm.metadata.matcher import Hit, Matcher
 from bulkfm.metadata.ontology import TermIndex, compact, norm
@@ -39,7 +40,6 @@ from bulkfm.metadata.rules import (
     sex_in_text,
     sra_term,
 )
-from bulkfm.metadata.resources import cell_line_disease
 from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, NORMAL, FieldValue
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ class Harmonizer:
         self.settings = settings or Settings()
         self.matcher = Matcher(index, resources)
         self.infer = Inference(index, self.matcher, resources)
+        self.lines = CellLineRecords(index, self.matcher, self.infer, resources)
         self.embedder = embedder
         self.llm = LLMChooser(llm or LLMConfig(), index, resources)
         self.reviewed = dict(reviewed or {})
@@ -221,11 +222,11 @@ class Harmonizer:
         self._ask_llm(results, pendings)
         out = []
         for rec, fields, raw, pend in zip(recs, results, raws, pendings):
-            self._derive(rec, fields)
+            conflicts = self._derive(rec, fields)
             for p in pend:
                 raw.setdefault(p.field, p.raw)
             self._apply_reviewed(fields, raw)
-            out.append((fields, self._review_items(fields, raw, pend)))
+            out.append((fields, self._review_items(fields, raw, pend) + conflicts))
         return out
 
     # ---------------------------------------------------------------- step a + b
@@ -549,25 +550,47 @@ class Harmonizer:
                                          method="llm", confidence=0.9 if agree else 0.75)
 
     # ---------------------------------------------------------------- derived fields
-    def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
-        """Fields that follow from other fields, in dependency order."""
-        self._cell_line_disease(f)
+    def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> list[tuple]:
+        """Fields that follow from other fields, in dependency order; returns review items for
+        what the cell line's record contradicts or lacks."""
+        conflicts = self._line_record(f)
         self._implied(f)
         self._compose_cell_type(f)
         self._development_stage(f)
         self._sample_type(rec, f)
         self._cultured_cell(f)
+        return conflicts
 
-    def _cell_line_disease(self, f: dict[str, FieldValue]) -> None:
-        """Disease of a known cell line's donor, when the record names none."""
+    def _line_record(self, f: dict[str, FieldValue]) -> list[tuple]:
+        """Sex, disease, tissue of origin and cell type of a known line's record (lines.py), where
+        no label gives them: method 'rule', the record in ``source``, confidence under review. A
+        label the record contradicts (sex, disease) is kept and listed for review; so is a line
+        whose record has no sex when the sample states none."""
         cl = f["cell_line"]
-        if f["disease"].empty and cl.ontology_id and cl.confidence >= 0.6:
-            label = cell_line_disease(self.resources).get(cl.ontology_id)
-            tid = NORMAL if label == "normal" else next(
-                (self.index.resolve(h) for h, _ in self.index.find(label, ("MONDO",))), None) if label else None
-            if tid:
-                f["disease"] = FieldValue(self.index.label(tid), tid, f"{cl.source} (cell line)", "lexicon",
-                                          round(min(0.85, cl.confidence), 3))
+        if not cl.ontology_id or cl.confidence < 0.6 or not cl.ontology_id.startswith("CVCL_"):
+            return []
+        rec = self.lines.record(cl.ontology_id)
+        conf = min(INFERRED_CEILING, round(cl.confidence * 0.7, 3))
+        where = f"{cl.source} (cell line {rec.name})"
+        items: list[tuple] = []
+        found = {"sex": rec.sex[1] if rec.sex else None, "disease": rec.disease, "tissue": rec.tissue,
+                 "cell_type": rec.cell_type}
+        for fld, tid in found.items():
+            cur = f[fld]
+            if tid is None:
+                if fld == "sex" and cur.empty:
+                    items.append((fld, f"cell line {rec.name}", FieldValue(
+                        None, None, f"{where}: its record has no sex", None, 0.0), []))
+                continue
+            value = rec.sex[0] if fld == "sex" and rec.sex else self.index.label(tid)
+            if cur.empty:
+                f[fld] = FieldValue(value, tid, f"{where}: {rec.basis.get(fld, 'record')}"[:200], "rule", conf)
+            elif fld in ("sex", "disease") and cur.ontology_id and cur.confidence > INFERRED_CEILING and not (
+                    cur.ontology_id == tid or self.index.is_a(cur.ontology_id, tid) or self.index.is_a(tid, cur.ontology_id)):
+                items.append((fld, f"{cur.value} / cell line {rec.name}: {value}", FieldValue(
+                    cur.value, cur.ontology_id, f"{cur.source}; contradicts cell line {rec.name} record "
+                    f"({rec.basis.get(fld, 'record')}): {value}"[:200], cur.method, cur.confidence), [tid]))
+        return items
 
     def _compose_cell_type(self, f: dict[str, FieldValue]) -> None:
         """'fibroblast' + tissue 'lung' -> 'fibroblast of lung' when CL has that term."""

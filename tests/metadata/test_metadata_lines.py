@@ -1,0 +1,66 @@
+"""What a named cell line implies (lines.py: EFO cell-line records in the snapshot) and cell-line
+names as users write them, on the real ontology index. Inputs are invented, written like real
+BioSample/GEO values (not taken from the labelled sets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulkfm.metadata.pipeline import Harmonizer, RawRecord, Settings
+from bulkfm.metadata.schema import FEMALE, MALE
+
+
+@pytest.fixture(scope="module")
+def harm(index):
+    return Harmonizer(index, Settings(embedding=False))
+
+
+def _run(harm, **attributes):
+    harm.review.clear()
+    rec, f = next(iter(harm.harmonize([RawRecord("S1", attributes=attributes)])))
+    return f, harm.review_table()
+
+
+def test_record_of_a_line_from_the_efo_snapshot(harm):
+    rec = harm.lines.record("CVCL_0031")  # MCF-7
+    assert rec.efo == "EFO:0001203"
+    assert rec.sex == ("female", FEMALE) and "description" in rec.basis["sex"]  # '... caucasian woman ...'
+    assert harm.index.is_a(rec.tissue, "UBERON:0000310")  # breast
+    assert rec.cell_type == "CL:0000066"  # 'epithelial cell derived cell line'
+    thp1 = harm.lines.record("CVCL_0006")
+    assert thp1.sex == ("male", MALE) and thp1.cell_type == "CL:0000576"  # monocyte, from the description
+    # a line whose record says nothing of its sex
+    assert harm.lines.record("CVCL_0045").sex is None  # HEK293
+
+
+def test_sex_disease_tissue_filled_from_the_line(harm):
+    f, review = _run(harm, **{"cell line": "HCT116", "treatment": "DMSO"})
+    assert f["cell_line"].ontology_id == "CVCL_0291"
+    assert f["sex"].ontology_id == MALE and f["sex"].method == "rule" and f["sex"].confidence < 0.6
+    assert "cell line HCT 116" in f["sex"].source and "EFO" in f["sex"].source
+    assert f["disease"].method == "rule" and f["disease"].confidence < 0.6
+    assert harm.index.is_a(f["tissue"].ontology_id, "UBERON:0001155")  # colon
+    assert not [r for r in review if r["field"] == "sex"]
+
+
+def test_sex_of_an_organ_with_one_sex(harm):
+    f, _ = _run(harm, **{"cell line": "HeLa"})  # cervical adenocarcinoma: uterine cervix
+    assert f["sex"].ontology_id == FEMALE and "female reproductive" in f["sex"].source
+
+
+def test_label_wins_and_a_contradiction_goes_to_review(harm):
+    f, review = _run(harm, **{"cell line": "MCF-7", "sex": "male"})
+    assert f["sex"].ontology_id == MALE and f["sex"].method == "rule" and "contradicts" not in f["sex"].source
+    rows = [r for r in review if r["field"] == "sex"]
+    assert len(rows) == 1 and "contradicts cell line MCF-7" in rows[0]["source"]
+    assert rows[0]["proposed_value"] == "male" and rows[0]["candidates"].startswith(FEMALE)
+    f, review = _run(harm, **{"cell line": "K562", "disease": "glioblastoma"})
+    assert f["disease"].value == "glioblastoma"
+    assert [r for r in review if r["field"] == "disease" and "contradicts cell line K-562" in r["source"]]
+
+
+def test_line_without_sex_in_its_record_is_listed_not_guessed(harm):
+    f, review = _run(harm, **{"cell line": "HEK293", "rna fraction": "nuclear"})
+    assert f["sex"].empty
+    rows = [r for r in review if r["field"] == "sex"]
+    assert rows and "its record has no sex" in rows[0]["source"] and rows[0]["raw_value"] == "cell line HEK293"
