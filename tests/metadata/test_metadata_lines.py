@@ -64,3 +64,46 @@ def test_line_without_sex_in_its_record_is_listed_not_guessed(harm):
     assert f["sex"].empty
     rows = [r for r in review if r["field"] == "sex"]
     assert rows and "its record has no sex" in rows[0]["source"] and rows[0]["raw_value"] == "cell line HEK293"
+
+
+# ------------------------------------------------------------------ names as users write them
+def test_several_lines_in_one_value_give_the_mixture_for_review(harm):
+    f, review = _run(harm, **{"cell line": "MCF7 + T47D co-culture", "source_name": "MCF7 co-culture"})
+    cl = f["cell_line"]
+    assert cl.ontology_id is None and set(cl.value.split(" + ")) == {"MCF-7", "T-47D"}
+    assert cl.confidence < 0.6 and "names 2 lines" in cl.source
+    assert f["sex"].empty  # no line's record is applied to a mixture
+    assert [r for r in review if r["field"] == "cell_line" and r["proposed_value"] == cl.value]
+    # one line written with more names is not a mixture
+    for value, line in (("BJ (ATCC CRL-2522)", "CVCL_3653"), ("HEK 293 T-REx cell", None)):
+        f, _ = _run(harm, **{"cell line": value})
+        assert " + " not in (f["cell_line"].value or "")
+        if line:
+            assert f["cell_line"].ontology_id == line
+
+
+def test_glued_variant_suffix_is_the_parent_line_under_review(harm):
+    f, review = _run(harm, **{"cell line": "HCT116shP53"})
+    assert f["cell_line"].ontology_id == "CVCL_0291" and f["cell_line"].confidence < 0.6
+    assert "variant 'hct116shp53' of HCT 116" in f["cell_line"].source
+    assert [r for r in review if r["field"] == "cell_line"]
+    assert f["sex"].ontology_id == MALE  # the parent's record still applies
+    f, _ = _run(harm, **{"cell line": "KRASmut"})  # a gene, not a line: nothing
+    assert f["cell_line"].empty
+
+
+def test_derived_line_takes_its_parents_record(harm):
+    f, _ = _run(harm, **{"cell line": "LNCaP-abl"})  # its own Cellosaurus entry, no EFO record
+    assert f["cell_line"].ontology_id == "CVCL_4793"
+    assert f["sex"].ontology_id == MALE and "parent line LNCaP" in f["sex"].source
+
+
+def test_line_named_only_in_source_name(harm):
+    f, _ = _run(harm, source_name="HeLa_siControl_rep1")
+    assert f["cell_line"].ontology_id == "CVCL_0030"
+    f, _ = _run(harm, source_name="HaCaT_DMSO_rep1")
+    assert f["cell_line"].ontology_id == "CVCL_0038"
+    f, _ = _run(harm, source_name="hacat_dmso_rep1")  # written as an ordinary word: not trusted
+    assert f["cell_line"].empty
+    f, _ = _run(harm, **{"sample type": "Day 7 Reporter+ H441 Cells"})
+    assert f["cell_line"].ontology_id == "CVCL_1561"  # NCI-H441

@@ -118,9 +118,32 @@ class CellLineRecords:
             self._memo[line] = self._build(line)
         return self._memo[line]
 
-    def _build(self, line: str) -> LineRecord:
+    def parent(self, line: str) -> str | None:
+        """The line a derived one is named after ('A549 Cas9', 'HCT 116 TP53(+/-)', 'U2OS:GFP',
+        'LNCaP-abl'): the longest leading part of the name, cut at a separator, that is itself a
+        Cellosaurus name. Derived lines come from the same donor, so they share its sex and disease."""
+        name = self.index.label(line) or ""
+        cuts = {m.start() for m in re.finditer(r"[\s:/(\-_]", name)}
+        cuts |= {i for i in range(1, len(name)) if name[i - 1].isdigit() and name[i].isalpha()}  # 'MDA-MB-231|br'
+        for cut in sorted(cuts, reverse=True):
+            ids = [i for i in self.index.compact_lookup.get(compact(name[:cut]), []) if i != line]
+            # a sibling variant ('HCT 116 TP53(-/-)' for '(+/-)') has no record of its own: go on
+            if len(compact(name[:cut])) >= 3 and len(ids) == 1 and (self.efo_term(ids[0]) or ids[0] in self.diseases):
+                return ids[0]
+        return None
+
+    def _build(self, line: str, depth: int = 0) -> LineRecord:
         rec = LineRecord(line, self.index.label(line) or line)
         efo = self.efo_term(line)
+        if efo is None and depth == 0 and line not in self.diseases:
+            parent = self.parent(line)
+            if parent:
+                base = self._memo.get(parent) or self._build(parent, depth + 1)
+                self._memo.setdefault(parent, base)
+                rec.efo, rec.sex, rec.disease, rec.tissue, rec.cell_type = (
+                    base.efo, base.sex, base.disease, base.tissue, base.cell_type)
+                rec.basis = {k: f"parent line {base.name}: {v}" for k, v in base.basis.items()}
+                return rec
         desc = self._descriptions.get(efo, "") if efo else ""
         classes = []
         if efo:

@@ -55,6 +55,10 @@ TISSUE_PARTS = frozenset({"mucosa", "epithelium", "stroma", "submucosa", "cortex
 CULTURE_CELL_TYPES = ("CL:0000057", "CL:0000115", "CL:0000192", "CL:0000499", "CL:0000312", "CL:0000138",
                       "CL:0000056", "CL:0000134", "CL:0000148", "CL:0000062")
 ONTOLOGY_FIELDS = ("tissue", "cell_type", "cell_line", "disease", "development_stage")
+# keys whose values describe the sample, so they are free text for the other fields too ('sample
+# type: Day 7 Reporter+ H441 Cells' names a line)
+DESCRIBING = (*ONTOLOGY_FIELDS, "sample_type")
+MIXTURE = "cell_line_mixture"  # candidates key (not a field): a value naming several lines
 TECHNICAL = ("library_selection", "library_layout", "library_strategy", "instrument")
 # Base confidence of each kind of evidence (before agreement).
 CONF = {
@@ -219,6 +223,12 @@ class Harmonizer:
         decided = [self._decide(c) for c in cands]
         results = [d[0] for d in decided]
         raws = [d[1] for d in decided]
+        for c, fields, raw in zip(cands, results, raws):
+            mix = c.get(MIXTURE)
+            if mix:  # a dedicated value naming several lines outranks any one line named elsewhere
+                m = mix[0]
+                fields["cell_line"] = FieldValue(m.value, None, m.source[:200], m.method, m.confidence)
+                raw["cell_line"] = m.raw
         self._ask_llm(results, pendings)
         out = []
         for rec, fields, raw, pend in zip(recs, results, raws, pendings):
@@ -243,7 +253,7 @@ class Harmonizer:
             keyed.append((k, v, m.field, m.weight))
             # every describing value is also free text for the *other* fields ('Human Umbilical
             # Vein Cell' under 'cell type' names a tissue); bookkeeping keys are not
-            if (m.field is None or m.field in ONTOLOGY_FIELDS) and not _NOT_DESCRIPTIVE.search(norm(k)):
+            if (m.field is None or m.field in DESCRIBING) and not _NOT_DESCRIPTIVE.search(norm(k)):
                 texts.append((k, v))
         if rec.text:
             texts.append(("text", rec.text))
@@ -264,12 +274,22 @@ class Harmonizer:
                     continue
                 if weight < 0.9:
                     continue  # weak keys ('condition', 'status') count only when the value maps exactly
+                if fld == "cell_line":
+                    named = self.matcher.lines_named(value)
+                    if len(named) >= 2:  # 'HeLa and HEK293': the mixture, never one of them at random
+                        cands.setdefault(MIXTURE, []).append(Candidate(
+                            None, " + ".join(self.index.label(h.id) or h.id for h in named),
+                            f"{key} (names {len(named)} lines)", "lexicon", 0.5, value))
+                        continue
                 scan = self.matcher.scan(fld, value, dedicated=True)
                 if scan and fld != "development_stage":
                     h = scan[0]
                     cover = len(h.matched) / max(1, len(norm(value)))
                     conf = CONF["inside_value"] * weight * (0.85 + 0.15 * cover) - (0.2 if h.kind == "ambiguous" else 0)
-                    cands[fld].append(Candidate(h.id, self.index.label(h.id), key, "lexicon", conf, value))
+                    src = key
+                    if h.kind == "variant":  # 'HCT116shP53': the parent line, said so, under review
+                        conf, src = conf - 0.25, f"{key} (variant '{h.matched}' of {self.index.label(h.id)})"
+                    cands[fld].append(Candidate(h.id, self.index.label(h.id), src, "lexicon", conf, value))
                     if cover < 0.6:  # most of the value unexplained: let embedding/LLM weigh in
                         pending.append(Pending(fld, value, key, weight, scan))
                 else:
@@ -567,7 +587,7 @@ class Harmonizer:
         label the record contradicts (sex, disease) is kept and listed for review; so is a line
         whose record has no sex when the sample states none."""
         cl = f["cell_line"]
-        if not cl.ontology_id or cl.confidence < 0.6 or not cl.ontology_id.startswith("CVCL_"):
+        if not cl.ontology_id or cl.confidence < 0.5 or not cl.ontology_id.startswith("CVCL_"):
             return []
         rec = self.lines.record(cl.ontology_id)
         conf = min(INFERRED_CEILING, round(cl.confidence * 0.7, 3))
