@@ -107,3 +107,15 @@ def test_line_named_only_in_source_name(harm):
     assert f["cell_line"].empty
     f, _ = _run(harm, **{"sample type": "Day 7 Reporter+ H441 Cells"})
     assert f["cell_line"].ontology_id == "CVCL_1561"  # NCI-H441
+
+
+def test_sex_of_a_one_sex_organ_but_not_of_the_placenta(harm):
+    f, _ = _run(harm, tissue="prostate", disease="benign prostatic hyperplasia")
+    assert f["sex"].ontology_id == MALE and f["sex"].method == "rule" and f["sex"].confidence < 0.6
+    assert "male reproductive organ" in f["sex"].source
+    f, _ = _run(harm, tissue="ovary")
+    assert f["sex"].ontology_id == FEMALE
+    f, _ = _run(harm, tissue="placenta")  # the fetus's organ: either sex
+    assert f["sex"].empty
+    f, _ = _run(harm, tissue="prostate", sex="female")  # a stated sex is never replaced
+    assert f["sex"].ontology_id == FEMALE

@@ -44,6 +44,22 @@ _NOT_HUMAN = re.compile(r"\b(mouse|murine|rat|hamster|monkey|canine|dog|pig|porc
 _CLASS_TAIL = re.compile(r"\s*(derived\s+)?cell\s+lines?$", re.I)  # 'kidney derived cell line' -> 'kidney'
 
 
+PLACENTA, EXTRAEMBRYONIC = "UBERON:0001987", "UBERON:0000478"
+
+
+def organ_sex(index: TermIndex, tissue: str) -> tuple[str, str] | None:
+    """('female', PATO id) for a part of the female reproductive system (UBERON part_of/is_a:
+    ovary, uterus, cervix), ('male', id) for the male one (prostate, testis); None otherwise.
+    The placenta and extraembryonic parts are left out: they are the fetus's, of either sex."""
+    if index.is_a(tissue, PLACENTA) or index.is_a(tissue, EXTRAEMBRYONIC):
+        return None
+    if index.is_a(tissue, FEMALE_REPRODUCTIVE):
+        return "female", FEMALE
+    if index.is_a(tissue, MALE_REPRODUCTIVE):
+        return "male", MALE
+    return None
+
+
 @dataclass
 class LineRecord:
     """What the record of one line says; ``basis`` names where each value came from."""
@@ -188,10 +204,9 @@ class CellLineRecords:
         s = sex_in_text(desc) if desc else None
         if s:
             rec.sex, rec.basis["sex"] = s, f"{where} description"
-        elif rec.tissue and self.index.is_a(rec.tissue, FEMALE_REPRODUCTIVE):
-            rec.sex, rec.basis["sex"] = ("female", FEMALE), f"{rec.basis['tissue']}: female reproductive organ"
-        elif rec.tissue and self.index.is_a(rec.tissue, MALE_REPRODUCTIVE):
-            rec.sex, rec.basis["sex"] = ("male", MALE), f"{rec.basis['tissue']}: male reproductive organ"
+        elif rec.tissue and organ_sex(self.index, rec.tissue):
+            rec.sex = organ_sex(self.index, rec.tissue)
+            rec.basis["sex"] = f"{rec.basis['tissue']}: {rec.sex[0]} reproductive organ"
         elif (rec.tissue and rec.disease and rec.disease != NORMAL
               and (self.index.is_a(rec.tissue, BREAST) or self.index.is_a(rec.tissue, MAMMARY_GLAND))):
             rec.sex, rec.basis["sex"] = ("female", FEMALE), f"{rec.basis['tissue']}: breast cancer"

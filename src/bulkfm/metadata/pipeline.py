@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from bulkfm.metadata.embedding import Embedder
 from bulkfm.metadata.infer import INFERRED_CEILING, Inference
 from bulkfm.metadata.keys import match_key
-from bulkfm.metadata.lines import CellLineRecords
+from bulkfm.metadata.lines import CellLineRecords, organ_sex
 from bulkfm.metadata.llm import LLMChooser, LLMConfig, Question
 from bulkfm.metadata.matcher import Hit, Matcher
 from bulkfm.metadata.ontology import TermIndex, compact, norm
@@ -575,11 +575,22 @@ class Harmonizer:
         what the cell line's record contradicts or lacks."""
         conflicts = self._line_record(f)
         self._implied(f)
+        self._sex_of_organ(f)
         self._compose_cell_type(f)
         self._development_stage(f)
         self._sample_type(rec, f)
         self._cultured_cell(f)
         return conflicts
+
+    def _sex_of_organ(self, f: dict[str, FieldValue]) -> None:
+        """A sample of an organ of one sex (ovary, uterus, cervix; prostate, testis) is that sex
+        when nothing states one (lines.organ_sex): method 'rule', under review."""
+        ts = f["tissue"]
+        if f["sex"].empty and ts.ontology_id:
+            s = organ_sex(self.index, ts.ontology_id)
+            if s:
+                f["sex"] = FieldValue(s[0], s[1], f"{ts.source} (tissue {ts.value}: {s[0]} reproductive organ)"[:200],
+                                      "rule", min(INFERRED_CEILING, round(ts.confidence * 0.7, 3)))
 
     def _line_record(self, f: dict[str, FieldValue]) -> list[tuple]:
         """Sex, disease, tissue of origin and cell type of a known line's record (lines.py), where
