@@ -281,7 +281,7 @@ class Matcher:
                     if len(ck) < 3 or ck in self.common_words:
                         continue
                 elif len(ck) < 4 or ck in self.common_words or not context and not any(c.isdigit() for c in ck) \
-                        and not _mixed_case(text, phrase):
+                        and not (ck in self.index.compact_lookup and _mixed_case(text, phrase)):
                     continue  # free text: a line's name needs 'cell(s)/cell line' near, a digit or 'HeLa'-style capitals
                 ids = self.index.compact_lookup.get(ck, [])
                 if len(ids) == 1:  # ambiguous names inside free text are left to later steps
