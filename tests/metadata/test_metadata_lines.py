@@ -119,3 +119,12 @@ def test_sex_of_a_one_sex_organ_but_not_of_the_placenta(harm):
     assert f["sex"].empty
     f, _ = _run(harm, tissue="prostate", sex="female")  # a stated sex is never replaced
     assert f["sex"].ontology_id == FEMALE
+
+
+def test_knock_out_and_knock_in_designations(harm):
+    f, _ = _run(harm, **{"cell line": "HCT116 TP53-/-"})
+    assert f["cell_line"].ontology_id == "CVCL_HD97"  # 'HCT 116 TP53(-/-)', not the (+/-) line
+    assert f["cell_line"].confidence >= 0.6 and f["sex"].ontology_id == MALE  # parent HCT 116's record
+    for value in ("HEK293 TP53 KO", "K562 KO clone 3", "HeLa PTEN knock-in"):
+        f, _ = _run(harm, **{"cell line": value})
+        assert f["cell_line"].ontology_id in ("CVCL_0045", "CVCL_0004", "CVCL_0030"), value

@@ -57,6 +57,13 @@ def _in_capitals(text: str, word: str) -> bool:
                for m in re.finditer(rf"(?<![A-Za-z0-9]){re.escape(word)}s?(?![A-Za-z0-9])", text, re.I))
 
 
+_ZYGOSITY = re.compile(r"[+-]\s*/\s*[+-]")  # knock-out/knock-in zygosity: -/-, +/-, +/+
+
+
+def _zygosity(text: str) -> tuple[str, ...]:
+    return tuple(re.sub(r"\s", "", z) for z in _ZYGOSITY.findall(text))
+
+
 def _mixed_case(text: str, phrase: str) -> bool:
     """``phrase`` occurs in ``text`` written like a line's name, upper and lower case mixed
     with at least two capitals ('HeLa', 'HaCaT', 'MiaPaCa'), not as an ordinary word."""
@@ -150,6 +157,11 @@ class Matcher:
             tid = self.index.resolve(tid)
             if tid and self._allowed(field, tid) and all(h.id != tid for h in out):
                 out.append(Hit(tid, value, kind))
+        if field == "cell_line" and len(out) > 1 and _ZYGOSITY.search(value):
+            # 'HCT116 TP53-/-' is 'HCT 116 TP53(-/-)', not '(+/-)': names equal but for the signs
+            same = [h for h in out if _zygosity(self.index.label(h.id) or "") == _zygosity(value)]
+            if len(same) == 1:
+                return same
         return out
 
     def _allowed(self, field: str, tid: str) -> bool:
