@@ -128,3 +128,10 @@ def test_knock_out_and_knock_in_designations(harm):
     for value in ("HEK293 TP53 KO", "K562 KO clone 3", "HeLa PTEN knock-in"):
         f, _ = _run(harm, **{"cell line": value})
         assert f["cell_line"].ontology_id in ("CVCL_0045", "CVCL_0004", "CVCL_0030"), value
+
+
+def test_unknown_line_name_is_listed_with_its_key(harm):
+    f, review = _run(harm, **{"cell line": "QZX-77b"})
+    assert f["cell_line"].empty and f["sex"].empty
+    rows = [r for r in review if r["field"] == "cell_line"]
+    assert rows and rows[0]["raw_value"] == "QZX-77b" and "cell line: no cell line of this name found" in rows[0]["source"]

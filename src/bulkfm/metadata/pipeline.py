@@ -728,6 +728,10 @@ class Harmonizer:
             for p in pend:
                 if p.field == fld:
                     cand += [h[0] for h in p.embedding_hits] + [h.id for h in p.scan_hits]
+            if fv.empty:  # say where the value was and that nothing matched ('cell line: XQ-77b')
+                key = next((p.source for p in pend if p.field == fld), None)
+                if key:
+                    fv = FieldValue(None, None, f"{key}: no {fld.replace('_', ' ')} of this name found", None, 0.0)
             items.append((fld, raw, fv, list(dict.fromkeys(cand))[:5]))
         return items
 
