@@ -189,3 +189,25 @@ def test_bias_report(tmp_path, index):
     assert set(t[t.field == "study"].value) == {"SRP0", "SRP1"}
     for name in ("tissue", "sex", "disease", "sample_type", "study", "missing"):
         assert (tmp_path / "bias" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_cli_folds(shared_data, meta_cache, tmp_path):
+    """The CLI's leave-study-out option: a table per field for both protocols; bad K refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bulkfm = str(Path(sys.executable).with_name("bulkfm"))
+    src = shared_data / "metadata_labelled" / "metasra_labelled.dev.jsonl.gz"
+    md, js = tmp_path / "m.md", tmp_path / "m.json"
+    r = subprocess.run([bulkfm, "metadata", "evaluate", str(src), "--no-embedding", "--limit", "150", "--folds", "3",
+                        "--markdown", str(md), "--out", str(js)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "leave-study-out, 3 folds" in r.stdout and "studies no bundled entry acts on" in r.stdout
+    text = md.read_text()
+    assert "Leave-study-out:" in text and "| 3-fold mean ± sd % |" in text and "| **all** | **all fields** |" in text
+    res = json.loads(js.read_text())
+    assert res["leave_study_out"]["k"] == 3 and res["leave_study_out"]["folds"]["all"]["n"] == 3
+    bad = subprocess.run([bulkfm, "metadata", "evaluate", str(src), "--no-embedding", "--folds", "1"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--folds 1: needs at least 2 folds" in bad.stderr

@@ -176,12 +176,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from bulkfm.metadata.evaluate import bare_resources, evaluate_files, format_report, markdown_lso, markdown_table
     from bulkfm.metadata.pipeline import Harmonizer
 
+    if args.folds is not None and args.folds < 2:
+        raise _user_error(f"--folds {args.folds}: needs at least 2 folds")
     cfg, index, harm = _setup(args.config, args.no_embedding, args.threads)
     for f in args.labelled:
         if not Path(f).is_file():
             raise _user_error(f"labelled file not found: {f}")
-    if args.folds is not None and args.folds < 2:
-        raise _user_error(f"--folds {args.folds}: needs at least 2 folds")
     with tempfile.TemporaryDirectory() as tmp:
         bare = None
         if args.folds:  # the same harmonizer without bundled entries: which studies they act on

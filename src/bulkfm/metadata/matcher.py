@@ -333,4 +333,6 @@ class Matcher:
         hits = [h for h in self._scan_cell_lines(value, dedicated=True) if h.kind in ("label", "lexicon")
                 and (len(compact(h.matched)) >= 4 or h.kind == "lexicon")]
         # names nested in another's ('HEK293' inside 'HEK293T') are the same mention
-        return [h for h in hits if not any(o is not h and compact(h.matched) in compact(o.matched) for o in hits)]
+        hits = [h for h in hits if not any(o is not h and compact(h.matched) in compact(o.matched) for o in hits)]
+        text = norm(value)
+        return sorted(hits, key=lambda h: text.find(h.matched))  # in the order the value names them
