@@ -42,6 +42,46 @@ def test_evaluate_on_labelled_metasra_and_txt2onto(shared_data, index, tmp_path)
     assert res["llm_calls"] == 0
 
 
+def test_leave_study_out_keeps_studies_together_and_finds_untouched_ones(shared_data, index, tmp_path):
+    """Folds are by study; the per-fold scores summarize the same outcomes as the plain score;
+    a study that a lexicon entry acts on is not 'untouched', one that none acts on is."""
+    from bulkfm.metadata.evaluate import bare_resources, fold_of, markdown_lso
+
+    rows = [json.loads(x) for x in gzip.open(shared_data / "metadata_labelled" / "metasra_labelled.dev.jsonl.gz", "rt")]
+    # one study a lexicon entry acts on ('HUVEC' is a lexicon phrase), one where only the
+    # ontology's own labels are used ('liver' under 'tissue'); both with real MetaSRA labels
+    made = [
+        {"sample_accession": "A1", "group_id": "s_lex", "attributes": {"cell type": "HUVEC"},
+         "explicitly_mapped_terms": {"CL:0002618": "endothelial cell of umbilical vein"}, "sample_type": "cell_line"},
+        {"sample_accession": "B1", "group_id": "s_plain", "attributes": {"tissue": "liver"},
+         "explicitly_mapped_terms": {"UBERON:0002107": "liver"}, "sample_type": "tissue"},
+    ]
+    f = tmp_path / "m.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows[:120] + made))
+    harm = Harmonizer(index, Settings(embedding=False))
+    bare = Harmonizer(index, Settings(embedding=False), resources=str(bare_resources(None, tmp_path / "bare")))
+    res = evaluate_files([str(f)], harm, index, folds=4, bare=bare)
+    lso = res["leave_study_out"]
+    folds = lso["folds"]
+    assert folds["fields"] == res["overall"]["labelled"]
+    assert folds["pooled"] == res["overall"]["right_share"]
+    assert folds["all"]["n"] == 4 and folds["all"]["min"] <= folds["all"]["mean"] <= folds["all"]["max"]
+    from collections import Counter
+
+    from bulkfm.metadata.evaluate import metasra_gold
+
+    studies = {r["group_id"] for r in rows[:120] + made if metasra_gold(r, index, Counter())}  # with a label
+    assert folds["studies"] == len(studies)
+    assert all(0 <= fold_of(s, 4) < 4 for s in studies) and fold_of("s_lex", 4) == fold_of("s_lex", 4)
+    unt = lso["untouched"]
+    assert 0 < unt["studies"] < folds["studies"]
+    assert "metasra:s_plain" in lso["untouched_studies"] and "metasra:s_lex" not in lso["untouched_studies"]
+    res_plain = evaluate_files([str(f)], harm, index, folds=4, bare=None)
+    assert "untouched" not in res_plain["leave_study_out"]
+    assert "| metasra | cell_type |" in markdown_lso(res)
+    assert unt["fields"] < folds["fields"]
+
+
 @pytest.fixture(scope="module")
 def pickrell(shared_data, tmp_path_factory):
     d = tmp_path_factory.mktemp("sex")
@@ -149,3 +189,25 @@ def test_bias_report(tmp_path, index):
     assert set(t[t.field == "study"].value) == {"SRP0", "SRP1"}
     for name in ("tissue", "sex", "disease", "sample_type", "study", "missing"):
         assert (tmp_path / "bias" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_cli_folds(shared_data, meta_cache, tmp_path):
+    """The CLI's leave-study-out option: a table per field for both protocols; bad K refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bulkfm = str(Path(sys.executable).with_name("bulkfm"))
+    src = shared_data / "metadata_labelled" / "metasra_labelled.dev.jsonl.gz"
+    md, js = tmp_path / "m.md", tmp_path / "m.json"
+    r = subprocess.run([bulkfm, "metadata", "evaluate", str(src), "--no-embedding", "--limit", "150", "--folds", "3",
+                        "--markdown", str(md), "--out", str(js)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "leave-study-out, 3 folds" in r.stdout and "studies no bundled entry acts on" in r.stdout
+    text = md.read_text()
+    assert "Leave-study-out:" in text and "| 3-fold mean ± sd % |" in text and "| **all** | **all fields** |" in text
+    res = json.loads(js.read_text())
+    assert res["leave_study_out"]["k"] == 3 and res["leave_study_out"]["folds"]["all"]["n"] == 3
+    bad = subprocess.run([bulkfm, "metadata", "evaluate", str(src), "--no-embedding", "--folds", "1"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--folds 1: needs at least 2 folds" in bad.stderr

@@ -53,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--out", help="write the metrics as JSON here")
     e.add_argument("--markdown", help="write the metrics as a markdown table here")
     e.add_argument("--threads", type=int)
+    e.add_argument("--folds", type=int, metavar="K",
+                   help="leave-study-out: split the records by study (GEO series; MetaSRA attribute-key set) into K "
+                        "folds and report the mean and spread of the per-fold score, overall and per field, plus "
+                        "the same on the studies that no bundled lexicon/table entry acts on")
     e.set_defaults(func=_evaluate)
 
     s = sub.add_parser(
@@ -167,18 +171,30 @@ def _harmonize(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from bulkfm.common.atomic import write_text_atomic
-    from bulkfm.metadata.evaluate import evaluate_files, format_report, markdown_table
+    import tempfile
 
+    from bulkfm.metadata.evaluate import bare_resources, evaluate_files, format_report, markdown_lso, markdown_table
+    from bulkfm.metadata.pipeline import Harmonizer
+
+    if args.folds is not None and args.folds < 2:
+        raise _user_error(f"--folds {args.folds}: needs at least 2 folds")
     cfg, index, harm = _setup(args.config, args.no_embedding, args.threads)
     for f in args.labelled:
         if not Path(f).is_file():
             raise _user_error(f"labelled file not found: {f}")
-    result = evaluate_files(args.labelled, harm, index, limit=args.limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = None
+        if args.folds:  # the same harmonizer without bundled entries: which studies they act on
+            bare = Harmonizer(index, cfg.settings, None, harm.embedder, None, str(bare_resources(cfg.resources, tmp)))
+        result = evaluate_files(args.labelled, harm, index, limit=args.limit, folds=args.folds, bare=bare)
     print(format_report(result))
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=2, default=str) + "\n")
     if args.markdown:
-        write_text_atomic(args.markdown, markdown_table(result) + "\n")
+        text = markdown_table(result)
+        if args.folds:
+            text += "\n\nLeave-study-out:\n\n" + markdown_lso(result)
+        write_text_atomic(args.markdown, text + "\n")
     return 0
 
 

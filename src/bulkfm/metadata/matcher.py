@@ -46,6 +46,8 @@ def organism_level(index: TermIndex, tid: str) -> bool:
 # ('papilla' is a zebrafish term; human papillae have their own IDs).
 _NON_HUMAN_UBERON = ("UBERON:2", "UBERON:3", "UBERON:6")
 _GLUED_CELL = re.compile(r"\b([a-z0-9]{1,6})cell(s?)\b")  # 'tcell', 'bcells', 'nkcell' (GEO-processed text)
+# words and signs that list several things in one value ('HeLa and HEK293', 'MCF7 + T47D co-culture')
+_LIST_CUE = re.compile(r"[+&;,]|\b(and|with|plus|vs|versus|co-?cultur\w*|mix\w*)\b", re.I)
 _CVCL_CONTEXT = re.compile(r"cell ?lines?|cells?\b")
 
 
@@ -55,11 +57,29 @@ def _in_capitals(text: str, word: str) -> bool:
                for m in re.finditer(rf"(?<![A-Za-z0-9]){re.escape(word)}s?(?![A-Za-z0-9])", text, re.I))
 
 
+_ZYGOSITY = re.compile(r"[+-]\s*/\s*[+-]")  # knock-out/knock-in zygosity: -/-, +/-, +/+
+
+
+def _zygosity(text: str) -> tuple[str, ...]:
+    return tuple(re.sub(r"\s", "", z) for z in _ZYGOSITY.findall(text))
+
+
+def _mixed_case(text: str, phrase: str) -> bool:
+    """``phrase`` occurs in ``text`` written like a line's name, upper and lower case mixed
+    with at least two capitals ('HeLa', 'HaCaT', 'MiaPaCa'), not as an ordinary word."""
+    pat = r"(?<![A-Za-z0-9])" + r"[^A-Za-z0-9]*".join(map(re.escape, phrase.split())) + r"(?![A-Za-z0-9])"
+    for m in re.finditer(pat, text, re.I):
+        w = m.group(0)
+        if sum(c.isupper() for c in w) >= 2 and any(c.islower() for c in w):
+            return True
+    return False
+
+
 @dataclass(slots=True)
 class Hit:
     id: str
     matched: str  # the text that matched
-    kind: str  # 'lexicon' | 'label' | 'synonym' | 'abbrev' | 'typo' | 'ambiguous'
+    kind: str  # 'lexicon' | 'label' | 'synonym' | 'abbrev' | 'typo' | 'ambiguous' | 'variant'
     count: int = 1
 
 
@@ -137,6 +157,11 @@ class Matcher:
             tid = self.index.resolve(tid)
             if tid and self._allowed(field, tid) and all(h.id != tid for h in out):
                 out.append(Hit(tid, value, kind))
+        if field == "cell_line" and len(out) > 1 and _ZYGOSITY.search(value):
+            # 'HCT116 TP53-/-' is 'HCT 116 TP53(-/-)', not '(+/-)': names equal but for the signs
+            same = [h for h in out if _zygosity(self.index.label(h.id) or "") == _zygosity(value)]
+            if len(same) == 1:
+                return same
         return out
 
     def _allowed(self, field: str, tid: str) -> bool:
@@ -267,8 +292,9 @@ class Matcher:
                 if dedicated:
                     if len(ck) < 3 or ck in self.common_words:
                         continue
-                elif len(ck) < 4 or ck in self.common_words or not context and not any(c.isdigit() for c in ck):
-                    continue
+                elif len(ck) < 4 or ck in self.common_words or not context and not any(c.isdigit() for c in ck) \
+                        and not (ck in self.index.compact_lookup and _mixed_case(text, phrase)):
+                    continue  # free text: a line's name needs 'cell(s)/cell line' near, a digit or 'HeLa'-style capitals
                 ids = self.index.compact_lookup.get(ck, [])
                 if len(ids) == 1:  # ambiguous names inside free text are left to later steps
                     out.setdefault(ids[0], Hit(ids[0], phrase, "label"))
@@ -278,4 +304,35 @@ class Matcher:
                     # established line; marked ambiguous (lower confidence, review/LLM)
                     out.setdefault(ids[0], Hit(min(ids), phrase, "ambiguous"))
                     break
+        if not out and dedicated:
+            out.update({h.id: h for h in self._line_variant(tokens)})
         return sorted(out.values(), key=lambda h: (h.kind != "lexicon", -len(h.matched)))
+
+    def _line_variant(self, tokens: list[str]) -> list[Hit]:
+        """A line written with a glued clone/subline/variant or knock-out suffix ('HCT116shP53',
+        'MCF7luc', 'A549Cas9'): the longest Cellosaurus name that the value starts with, where
+        the rest is a suffix (kind 'variant': lower confidence, reported with its basis)."""
+        if not tokens:
+            return []
+        ck = compact(tokens[0])
+        for n in range(len(ck) - 1, 3, -1):
+            head, rest = ck[:n], ck[n:]
+            if ck[n - 1].isdigit() == ck[n].isdigit():
+                continue  # the suffix starts where letters and digits meet ('HCT116|shP53', 'MCF7|luc')
+            if head in self.common_words or not any(c.isdigit() for c in head) and len(head) < 5:
+                continue
+            ids = self.index.compact_lookup.get(head, [])
+            if len(ids) == 1 and rest:
+                return [Hit(ids[0], tokens[0], "variant")]
+        return []
+
+    def lines_named(self, value: str) -> list[Hit]:
+        """Distinct lines a dedicated value names ('HeLa and HEK293', 'MCF7 + T47D co-culture')."""
+        if not _LIST_CUE.search(value):
+            return []  # 'HEK 293 T-REx', 'BJ (ATCC CRL-2522)': one line written with more names
+        hits = [h for h in self._scan_cell_lines(value, dedicated=True) if h.kind in ("label", "lexicon")
+                and (len(compact(h.matched)) >= 4 or h.kind == "lexicon")]
+        # names nested in another's ('HEK293' inside 'HEK293T') are the same mention
+        hits = [h for h in hits if not any(o is not h and compact(h.matched) in compact(o.matched) for o in hits)]
+        text = norm(value)
+        return sorted(hits, key=lambda h: text.find(h.matched))  # in the order the value names them

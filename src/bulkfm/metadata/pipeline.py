@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from bulkfm.metadata.embedding import Embedder
 from bulkfm.metadata.infer import INFERRED_CEILING, Inference
 from bulkfm.metadata.keys import match_key
+from bulkfm.metadata.lines import CellLineRecords, organ_sex
 from bulkfm.metadata.llm import LLMChooser, LLMConfig, Question
 from bulkfm.metadata.matcher import Hit, Matcher
 from bulkfm.metadata.ontology import TermIndex, compact, norm
@@ -39,7 +40,6 @@ from bulkfm.metadata.rules import (
     sex_in_text,
     sra_term,
 )
-from bulkfm.metadata.resources import cell_line_disease
 from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, NORMAL, FieldValue
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ TISSUE_PARTS = frozenset({"mucosa", "epithelium", "stroma", "submucosa", "cortex
 CULTURE_CELL_TYPES = ("CL:0000057", "CL:0000115", "CL:0000192", "CL:0000499", "CL:0000312", "CL:0000138",
                       "CL:0000056", "CL:0000134", "CL:0000148", "CL:0000062")
 ONTOLOGY_FIELDS = ("tissue", "cell_type", "cell_line", "disease", "development_stage")
+# keys whose values describe the sample, so they are free text for the other fields too ('sample
+# type: Day 7 Reporter+ H441 Cells' names a line)
+DESCRIBING = (*ONTOLOGY_FIELDS, "sample_type")
+MIXTURE = "cell_line_mixture"  # candidates key (not a field): a value naming several lines
 TECHNICAL = ("library_selection", "library_layout", "library_strategy", "instrument")
 # Base confidence of each kind of evidence (before agreement).
 CONF = {
@@ -144,6 +148,7 @@ class Harmonizer:
         self.settings = settings or Settings()
         self.matcher = Matcher(index, resources)
         self.infer = Inference(index, self.matcher, resources)
+        self.lines = CellLineRecords(index, self.matcher, self.infer, resources)
         self.embedder = embedder
         self.llm = LLMChooser(llm or LLMConfig(), index, resources)
         self.reviewed = dict(reviewed or {})
@@ -218,14 +223,20 @@ class Harmonizer:
         decided = [self._decide(c) for c in cands]
         results = [d[0] for d in decided]
         raws = [d[1] for d in decided]
+        for c, fields, raw in zip(cands, results, raws):
+            mix = c.get(MIXTURE)
+            if mix:  # a dedicated value naming several lines outranks any one line named elsewhere
+                m = mix[0]
+                fields["cell_line"] = FieldValue(m.value, None, m.source[:200], m.method, m.confidence)
+                raw["cell_line"] = m.raw
         self._ask_llm(results, pendings)
         out = []
         for rec, fields, raw, pend in zip(recs, results, raws, pendings):
-            self._derive(rec, fields)
+            conflicts = self._derive(rec, fields)
             for p in pend:
                 raw.setdefault(p.field, p.raw)
             self._apply_reviewed(fields, raw)
-            out.append((fields, self._review_items(fields, raw, pend)))
+            out.append((fields, self._review_items(fields, raw, pend) + conflicts))
         return out
 
     # ---------------------------------------------------------------- step a + b
@@ -242,7 +253,7 @@ class Harmonizer:
             keyed.append((k, v, m.field, m.weight))
             # every describing value is also free text for the *other* fields ('Human Umbilical
             # Vein Cell' under 'cell type' names a tissue); bookkeeping keys are not
-            if (m.field is None or m.field in ONTOLOGY_FIELDS) and not _NOT_DESCRIPTIVE.search(norm(k)):
+            if (m.field is None or m.field in DESCRIBING) and not _NOT_DESCRIPTIVE.search(norm(k)):
                 texts.append((k, v))
         if rec.text:
             texts.append(("text", rec.text))
@@ -263,12 +274,22 @@ class Harmonizer:
                     continue
                 if weight < 0.9:
                     continue  # weak keys ('condition', 'status') count only when the value maps exactly
+                if fld == "cell_line":
+                    named = self.matcher.lines_named(value)
+                    if len(named) >= 2:  # 'HeLa and HEK293': the mixture, never one of them at random
+                        cands.setdefault(MIXTURE, []).append(Candidate(
+                            None, " + ".join(self.index.label(h.id) or h.id for h in named),
+                            f"{key} (names {len(named)} lines)", "lexicon", 0.5, value))
+                        continue
                 scan = self.matcher.scan(fld, value, dedicated=True)
                 if scan and fld != "development_stage":
                     h = scan[0]
                     cover = len(h.matched) / max(1, len(norm(value)))
                     conf = CONF["inside_value"] * weight * (0.85 + 0.15 * cover) - (0.2 if h.kind == "ambiguous" else 0)
-                    cands[fld].append(Candidate(h.id, self.index.label(h.id), key, "lexicon", conf, value))
+                    src = key
+                    if h.kind == "variant":  # 'HCT116shP53': the parent line, said so, under review
+                        conf, src = conf - 0.25, f"{key} (variant '{h.matched}' of {self.index.label(h.id)})"
+                    cands[fld].append(Candidate(h.id, self.index.label(h.id), src, "lexicon", conf, value))
                     if cover < 0.6:  # most of the value unexplained: let embedding/LLM weigh in
                         pending.append(Pending(fld, value, key, weight, scan))
                 else:
@@ -549,25 +570,58 @@ class Harmonizer:
                                          method="llm", confidence=0.9 if agree else 0.75)
 
     # ---------------------------------------------------------------- derived fields
-    def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> None:
-        """Fields that follow from other fields, in dependency order."""
-        self._cell_line_disease(f)
+    def _derive(self, rec: RawRecord, f: dict[str, FieldValue]) -> list[tuple]:
+        """Fields that follow from other fields, in dependency order; returns review items for
+        what the cell line's record contradicts or lacks."""
+        conflicts = self._line_record(f)
         self._implied(f)
+        self._sex_of_organ(f)
         self._compose_cell_type(f)
         self._development_stage(f)
         self._sample_type(rec, f)
         self._cultured_cell(f)
+        return conflicts
 
-    def _cell_line_disease(self, f: dict[str, FieldValue]) -> None:
-        """Disease of a known cell line's donor, when the record names none."""
+    def _sex_of_organ(self, f: dict[str, FieldValue]) -> None:
+        """A sample of an organ of one sex (ovary, uterus, cervix; prostate, testis) is that sex
+        when nothing states one (lines.organ_sex): method 'rule', under review."""
+        ts = f["tissue"]
+        if f["sex"].empty and ts.ontology_id:
+            s = organ_sex(self.index, ts.ontology_id)
+            if s:
+                f["sex"] = FieldValue(s[0], s[1], f"{ts.source} (tissue {ts.value}: {s[0]} reproductive organ)"[:200],
+                                      "rule", min(INFERRED_CEILING, round(ts.confidence * 0.7, 3)))
+
+    def _line_record(self, f: dict[str, FieldValue]) -> list[tuple]:
+        """Sex, disease, tissue of origin and cell type of a known line's record (lines.py), where
+        no label gives them: method 'rule', the record in ``source``, confidence under review. A
+        label the record contradicts (sex, disease) is kept and listed for review; so is a line
+        whose record has no sex when the sample states none."""
         cl = f["cell_line"]
-        if f["disease"].empty and cl.ontology_id and cl.confidence >= 0.6:
-            label = cell_line_disease(self.resources).get(cl.ontology_id)
-            tid = NORMAL if label == "normal" else next(
-                (self.index.resolve(h) for h, _ in self.index.find(label, ("MONDO",))), None) if label else None
-            if tid:
-                f["disease"] = FieldValue(self.index.label(tid), tid, f"{cl.source} (cell line)", "lexicon",
-                                          round(min(0.85, cl.confidence), 3))
+        if not cl.ontology_id or cl.confidence < 0.5 or not cl.ontology_id.startswith("CVCL_"):
+            return []
+        rec = self.lines.record(cl.ontology_id)
+        conf = min(INFERRED_CEILING, round(cl.confidence * 0.7, 3))
+        where = f"{cl.source} (cell line {rec.name})"
+        items: list[tuple] = []
+        found = {"sex": rec.sex[1] if rec.sex else None, "disease": rec.disease, "tissue": rec.tissue,
+                 "cell_type": rec.cell_type}
+        for fld, tid in found.items():
+            cur = f[fld]
+            if tid is None:
+                if fld == "sex" and cur.empty:
+                    items.append((fld, f"cell line {rec.name}", FieldValue(
+                        None, None, f"{where}: its record has no sex", None, 0.0), []))
+                continue
+            value = rec.sex[0] if fld == "sex" and rec.sex else self.index.label(tid)
+            if cur.empty:
+                f[fld] = FieldValue(value, tid, f"{where}: {rec.basis.get(fld, 'record')}"[:200], "rule", conf)
+            elif fld in ("sex", "disease") and cur.ontology_id and cur.confidence > INFERRED_CEILING and not (
+                    cur.ontology_id == tid or self.index.is_a(cur.ontology_id, tid) or self.index.is_a(tid, cur.ontology_id)):
+                items.append((fld, f"{cur.value} / cell line {rec.name}: {value}", FieldValue(
+                    cur.value, cur.ontology_id, f"{cur.source}; contradicts cell line {rec.name} record "
+                    f"({rec.basis.get(fld, 'record')}): {value}"[:200], cur.method, cur.confidence), [tid]))
+        return items
 
     def _compose_cell_type(self, f: dict[str, FieldValue]) -> None:
         """'fibroblast' + tissue 'lung' -> 'fibroblast of lung' when CL has that term."""
@@ -674,6 +728,10 @@ class Harmonizer:
             for p in pend:
                 if p.field == fld:
                     cand += [h[0] for h in p.embedding_hits] + [h.id for h in p.scan_hits]
+            if fv.empty:  # say where the value was and that nothing matched ('cell line: XQ-77b')
+                key = next((p.source for p in pend if p.field == fld), None)
+                if key:
+                    fv = FieldValue(None, None, f"{key}: no {fld.replace('_', ' ')} of this name found", None, 0.0)
             items.append((fld, raw, fv, list(dict.fromkeys(cand))[:5]))
         return items
 
