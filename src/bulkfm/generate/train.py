@@ -46,7 +46,7 @@ from bulkfm.train.split import make_split
 
 log = logging.getLogger(__name__)
 KIND = "generator"
-METRICS = ("step", "loss", "nll", "kl", "adv", "mse_std", "lr", "samples_per_s")
+METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "mse_std", "lr", "samples_per_s")
 
 
 @dataclass
@@ -71,7 +71,7 @@ class GenTrainConfig:
         d = dict(d or {})
         if "generate" in d and isinstance(d["generate"], dict):  # a workflow config
             d = dict(d["generate"])
-        d = {k: v for k, v in d.items() if k not in ("enabled", "metadata")}
+        d = {k: v for k, v in d.items() if k not in ("enabled", "metadata", "mem_mb", "runtime")}
         known = {f.name for f in fields(cls)}
         bad = set(d) - known
         if bad:
@@ -280,6 +280,8 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
         x = torch.from_numpy(data.rows(train_rows[sel]))  # [B, G] streamed from the store
         c = {f: v[torch.from_numpy(sel)] for f, v in codes.items()}
         gen = step_generator(cfg.seed, step)
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # dropout: a
+        # resumed run draws what an uninterrupted one would have
         warm = max(1, int(cfg.kl_warmup * cfg.steps))
         beta = mcfg.beta * min(1.0, (step + 1) / warm)
         lr = cfg.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + np.cos(
@@ -287,8 +289,8 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
         for group in opt.param_groups:
             group["lr"] = lr
         loss, parts = model.loss(x, c, beta=beta, adv_scale=min(1.0, (step + 1) / warm), gen=gen)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {step}; lower lr")
+        if not torch.isfinite(loss.detach()):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -297,11 +299,11 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
         bar.update(1)
         if step % 50 == 0 or step == cfg.steps:
             dt = time.perf_counter() - t0
-            _log_metrics(out / "metrics.csv", {"step": step, "loss": f"{float(loss):.5g}",
+            _log_metrics(out / "metrics.csv", {"step": step, "loss": f"{loss.item():.5g}",
                                                **{k: f"{v:.5g}" for k, v in parts.items()},
                                                "lr": f"{lr:.3g}",
                                                "samples_per_s": f"{(step - seen0) * bs / dt:.1f}"})
-            bar.set_postfix(loss=f"{float(loss):.1f}", mse=f"{parts['mse_std']:.3f}")
+            bar.set_postfix(loss=f"{loss.item():.1f}", mse=f"{parts['mse_std']:.3f}")
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
             save_checkpoint(ckroot / f"step-{step:08d}", model, mcfg, genes, kind=KIND,
                             train_state={"optimizer": opt.state_dict(), "step": step},
