@@ -11,7 +11,7 @@ import pytest
 
 from bulkfm.matrix.store import MatrixWriter, open_matrix
 
-FAST = {"steps": 400, "max_genes": 300, "checkpoint_every": 200, "batch_size": 48,
+FAST = {"steps": 300, "max_genes": 300, "checkpoint_every": 200, "batch_size": 48,
         "model": {"encoder_hidden": [128, 64], "decoder_hidden": 64,
                   "latent": {"bio": 8, "pert": 2, "tech": 4}}}
 

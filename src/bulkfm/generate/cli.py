@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fields to change (counterfactual mode)")
     g.add_argument("--metadata", help="counterfactual: the samples' metadata (else inferred)")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = default)")
     g.add_argument("-o", "--output", required=True, help="OUT.parquet")
     g.set_defaults(func=run_generate)
 
@@ -64,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--gen-per-sample", type=int, default=5)
     e.add_argument("--min-samples", type=int, default=3, help="real samples per condition")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = default)")
     e.add_argument("--no-plots", action="store_true")
     e.set_defaults(func=run_evaluate)
 
@@ -77,6 +79,13 @@ def _user_errors() -> Iterator[None]:
         yield
     except (ValueError, FileNotFoundError, KeyError, CheckpointError) as exc:
         raise UserError(str(exc)) from exc
+
+
+def _threads(n: int) -> None:
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -95,6 +104,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from bulkfm.generate import query as q
     from bulkfm.generate.train import load_generator
 
+    _threads(args.threads)
     with _user_errors():
         model = load_generator(args.model)
         if args.query:
@@ -120,6 +130,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from bulkfm.generate.evaluate import evaluate_generator
 
+    _threads(args.threads)
     with _user_errors():
         r = evaluate_generator(args.model, args.matrix, args.metadata, out=args.output,
                                gen_per_sample=args.gen_per_sample, min_samples=args.min_samples,
