@@ -156,6 +156,25 @@ def _finish(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     return table.set_index("sample_id")
 
 
+def attach_study(table: pd.DataFrame, matrix: object) -> pd.DataFrame:
+    """No ``study`` column in T: take the study/BioProject of the matrix store's sample table
+    (the workflow merges SRA metadata there), so that whole studies can be held out."""
+    if STUDY in table.columns:
+        return table
+    samples = getattr(matrix, "sample_table", None)
+    if samples is None:
+        return table
+    col = next((c for c in ("bioproject", "study") if c in samples.columns
+                and samples[c].notna().any()), None)
+    if col is None:
+        return table
+    study = dict(zip(samples["sample_id"].astype(str), samples[col], strict=True))
+    table = table.copy()
+    table[STUDY] = [UNKNOWN if _blank(study.get(s)) else str(study[s]) for s in table.index]
+    log.info("study of each sample from the matrix's sample table (%s)", col)
+    return table
+
+
 def check_samples(table: pd.DataFrame, matrix_samples: list[str], where: str) -> None:
     """Every metadata row must name a matrix sample (listed, never dropped silently)."""
     known = set(matrix_samples)

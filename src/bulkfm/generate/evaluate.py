@@ -29,7 +29,8 @@ import torch
 
 from bulkfm.common.atomic import write_text_atomic
 from bulkfm.evaluate.metrics import pearson
-from bulkfm.generate.conditions import (NUMERIC, UNKNOWN, ConditionError, check_samples,
+from bulkfm.generate.conditions import (NUMERIC, UNKNOWN, ConditionError, attach_study,
+                                        check_samples,
                                         condition_fields, condition_key, group_of, read_metadata)
 from bulkfm.generate.model import PARTS, Generator
 from bulkfm.generate.query import model_view
@@ -132,6 +133,7 @@ def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.
     data = model_view(model, matrix_path)
     meta, _ = read_metadata(metadata_path)
     check_samples(meta, data.samples, str(metadata_path))
+    meta = attach_study(meta, data.matrix)
     split_path = model_dir / "split.tsv"
     if not split_path.is_file():
         raise ConditionError(f"{split_path} missing: give the output directory of "

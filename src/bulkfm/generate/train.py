@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from bulkfm.common.atomic import write_text_atomic
 from bulkfm.generate.conditions import (STUDY, UNKNOWN, ConditionError, Vocabulary,
-                                        check_samples, condition_fields, condition_key,
+                                        attach_study, check_samples, condition_fields, condition_key,
                                         read_metadata)
 from bulkfm.generate.model import PARTS, Generator, GeneratorConfig
 from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches, open_matrix
@@ -215,6 +215,7 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
     matrix = open_matrix(matrix_path)
     meta, labels = read_metadata(metadata_path)
     check_samples(meta, matrix.samples, str(metadata_path))
+    meta = attach_study(meta, matrix)
     no_meta = [s for s in matrix.samples if s not in meta.index]
     if no_meta:
         log.warning("%d matrix sample(s) have no metadata row and are not used (e.g. %s)",
