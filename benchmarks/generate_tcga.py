@@ -78,13 +78,12 @@ def two_studies(data: Path, work: Path) -> tuple[Path, Path]:
     ens = dict(zip(gt["gene"], gt["ensembl_gene_id_orgHsEgDb_3.16"], strict=True))
     pos = {s: i for i, s in enumerate(m.samples)}
     xa = m.rows([pos[s] for s in meta.sample_id])
-    frames, labels = [], []
+    frames, cohort_b = [], {}
     for f in sorted((data / "tcga_counts_rnasum").glob("TCGA_*_Counts.exp.gz")):
-        frames.append(pd.read_csv(f, sep="\t", index_col=0))
-        t = pd.read_csv(str(f).replace("_Counts.exp.gz", "_Target.txt.gz"), sep="\t")
-        labels.append(t)
+        frame = pd.read_csv(f, sep="\t", index_col=0)
+        frames.append(frame)
+        cohort_b.update(dict.fromkeys(frame.columns, f.name.split("_")[1]))  # TCGA_<cohort>_
     counts = pd.concat(frames, axis=1)
-    target = pd.concat(labels)
     cols = {}
     for j, g in enumerate(m.genes):
         e = ens.get(g)
@@ -96,7 +95,6 @@ def two_studies(data: Path, work: Path) -> tuple[Path, Path]:
     x = np.vstack([xa[:, list(cols.values())], xb])
     ids_b = [f"{s}|rnasum" for s in counts.columns]
     store = write_store(work / "two_matrix", genes, meta.sample_id.tolist() + ids_b, x)
-    cohort_b = dict(zip(target.Sample_name, target.Target.str.split(" ").str[0], strict=True))
     tsv = work / "two_meta.tsv"
     pd.DataFrame({
         "sample_id": meta.sample_id.tolist() + ids_b,
