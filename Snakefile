@@ -27,6 +27,7 @@ include: "workflow/rules/metadata.smk"
 include: "workflow/rules/graph.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/provenance.smk"
 

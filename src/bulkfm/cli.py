@@ -25,6 +25,7 @@ STAGES: tuple[str, ...] = (
     "embed",
     "train",
     "evaluate",
+    "generate",
     "report",
     "execution",
 )

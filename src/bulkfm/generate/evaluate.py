@@ -1,0 +1,489 @@
+"""``bulkfm evaluate-generator``: held-out conditions against the baselines that matter.
+
+Held-out samples are those ``train-generator`` kept out (whole studies / groups, and the
+unseen combinations; ``split.tsv``). Per held-out condition (its biological + perturbation
+fields) with at least ``min_samples`` real samples, the **change** from the training grand
+mean is compared: Pearson r of (generated mean - grand) vs (real mean - grand), on all genes
+and on the condition's top-50 genes by |real change|; baselines: the training mean of the
+same condition (seen), the additive model grand + sum of each field's own effect (unseen),
+the nearest training condition (most shared field values). Realism in a PCA fitted on real
+training samples: random-forest AUC real vs generated (out-of-fold), energy distance, kNN
+precision/recall (Kynkäänniemi et al. 2019, k = 5); a label classifier trained on real data
+scored on generated vs real held-out profiles; within-condition per-gene variance ratio.
+Disentanglement: linear probes of each latent part for each field; sex swap counterfactual.
+Writes OUT/report.md, OUT/metrics.json, figures; the caller prints the JSON last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bulkfm.common.atomic import write_text_atomic
+from bulkfm.evaluate.metrics import pearson
+from bulkfm.generate.conditions import (NUMERIC, UNKNOWN, ConditionError, attach_study,
+                                        check_samples,
+                                        condition_fields, condition_key, group_of, read_metadata)
+from bulkfm.generate.model import PARTS, Generator
+from bulkfm.generate.query import model_view
+from bulkfm.generate.train import load_generator
+from bulkfm.matrix.store import iter_row_batches
+
+log = logging.getLogger(__name__)
+SEX_GENES = {"XIST": "ENSG00000229807", "RPS4Y1": "ENSG00000129824", "DDX3Y": "ENSG00000067048",
+             "KDM5D": "ENSG00000012817", "UTY": "ENSG00000183878", "EIF1AY": "ENSG00000198692"}
+
+
+def gene_index(genes: list[str], symbol: str) -> int | None:
+    ens = SEX_GENES.get(symbol)
+    for i, g in enumerate(genes):
+        base = g.split(".")[0]
+        if g == symbol or g.split("|")[0] == symbol or base == ens:
+            return i
+    return None
+
+
+def _resolve_rows(model: Generator, meta: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Metadata rows -> model codes; biological/perturbation values the model never saw make a
+    row unevaluable (False); unseen technical values (a held-out study) become unknown."""
+    vocab = model.vocab
+    table = pd.DataFrame(UNKNOWN, index=meta.index, columns=vocab.fields)
+    ok = np.ones(len(meta), dtype=bool)
+    for f in vocab.fields:
+        if f not in meta.columns:
+            continue
+        col = meta[f].astype(str)
+        if f in NUMERIC:
+            table[f] = col
+            continue
+        known = set(vocab.values[f])
+        unseen = ~col.isin(known | {UNKNOWN})
+        table[f] = col.where(~unseen, UNKNOWN)
+        if group_of(f) != "tech":
+            ok &= ~unseen.to_numpy()
+    return table, ok
+
+
+def _codes(model: Generator, table: pd.DataFrame) -> dict[str, torch.Tensor]:
+    return {f: torch.from_numpy(v) for f, v in model.vocab.encode(table).items()}
+
+
+def energy_distance(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.spatial.distance import cdist
+
+    return float(2 * cdist(a, b).mean() - cdist(a, a).mean() - cdist(b, b).mean())
+
+
+def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
+    from scipy.spatial.distance import cdist
+
+    def radii(x: np.ndarray) -> np.ndarray:
+        d = cdist(x, x)
+        return np.sort(d, axis=1)[:, min(k, len(x) - 1)]
+
+    d = cdist(fake, real)  # [F, R]
+    precision = float((d <= radii(real)[None, :]).any(1).mean())
+    recall = float((d.T <= radii(fake)[None, :]).any(1).mean())
+    return precision, recall
+
+
+def rf_auc(real: np.ndarray, fake: np.ndarray, seed: int) -> float:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = np.vstack([real, fake])
+    y = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+    folds = min(5, len(real), len(fake))
+    if folds < 2:
+        return float("nan")
+    rf = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    p = cross_val_predict(rf, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                          method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, p))
+
+
+def _r2(real: np.ndarray, pred: np.ndarray) -> float:
+    ss = float(((real - real.mean()) ** 2).sum())
+    return 1 - float(((real - pred) ** 2).sum()) / ss if ss > 0 else float("nan")
+
+
+def _mean_or_none(v: list[float]) -> float | None:
+    v = [x for x in v if x is not None and not math.isnan(x)]
+    return float(np.mean(v)) if v else None
+
+
+def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str],
+                       metadata_path: str | os.PathLike[str], *, out: str | None = None,
+                       gen_per_sample: int = 5, min_samples: int = 3, max_reference: int = 2000,
+                       max_samples: int = 2000, seed: int = 0, batch: int = 256,
+                       plots: bool = True) -> dict[str, Any]:
+    model_dir = Path(model_dir)
+    out_dir = Path(out) if out else model_dir / "evaluate"
+    model = load_generator(model_dir)
+    genes = list(model.genes)
+    data = model_view(model, matrix_path)
+    meta, _ = read_metadata(metadata_path)
+    check_samples(meta, data.samples, str(metadata_path))
+    meta = attach_study(meta, data.matrix)
+    split_path = model_dir / "split.tsv"
+    if not split_path.is_file():
+        raise ConditionError(f"{split_path} missing: give the output directory of "
+                             "`bulkfm train-generator`")
+    split = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
+    train_ids = set(split.loc[split.split == "train", "sample_id"])
+    pos = {s: i for i, s in enumerate(data.samples)}
+    rng = np.random.default_rng(seed)
+    train = [s for s in meta.index if s in train_ids]
+    held = [s for s in meta.index if s not in train_ids]
+    if not held:
+        raise ConditionError(f"{metadata_path}: every sample was used in training; evaluation "
+                             "needs held-out samples (train with holdout_fraction > 0)")
+    if len(held) > max_samples:
+        held = sorted(rng.choice(held, max_samples, replace=False).tolist(), key=pos.get)
+    cond = condition_fields(model.vocab)
+    table, ok = _resolve_rows(model, meta)
+    keys = table.apply(lambda r: condition_key(r, cond), axis=1) if cond else \
+        pd.Series("all", index=table.index)
+
+    # --- training statistics, streamed: grand mean, condition means, per-field-value means
+    g = len(genes)
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    fsum: dict[tuple[str, str], np.ndarray] = {}
+    fcnt: dict[tuple[str, str], int] = {}
+    grand = np.zeros(g)
+    ref_ids = set(rng.choice(train, min(max_reference, len(train)), replace=False).tolist())
+    ref_x, ref_ids_l = [], []
+    trows = np.array([pos[s] for s in train])
+    for idx, x in iter_row_batches(data, batch, trows):
+        for i, row in zip(idx, x.astype(np.float64), strict=True):
+            s = data.samples[i]
+            grand += row
+            k = keys[s]
+            sums[k] = sums.get(k, 0) + row
+            counts[k] = counts.get(k, 0) + 1
+            for f in cond:
+                fv = (f, table.at[s, f])
+                fsum[fv] = fsum.get(fv, 0) + row
+                fcnt[fv] = fcnt.get(fv, 0) + 1
+            if s in ref_ids:
+                ref_x.append(row)
+                ref_ids_l.append(s)
+    grand /= len(train)
+    ref = np.array(ref_x, dtype=np.float32)
+
+    # --- held-out real + generated (gen_per_sample per real sample, with its own codes)
+    hrows = np.array([pos[s] for s in held])
+    real = np.concatenate([x for _, x in iter_row_batches(data, batch, hrows)])
+    hok = ok[[meta.index.get_loc(s) for s in held]]
+    htab = table.loc[held]
+    codes = _codes(model, htab.loc[hok])
+    gen = torch.Generator().manual_seed(seed)
+    fake_all = []
+    for r in range(gen_per_sample):
+        fake_all.append(model.sample(codes, gen).numpy())
+    fake_all = np.stack(fake_all, 1)  # [H_ok, R, G]
+    real_ok = real[hok]
+    held_ok = [s for s, o in zip(held, hok, strict=True) if o]
+    hkeys = keys.loc[held_ok].to_numpy()
+
+    # --- per condition: r of the change vs baselines
+    per: list[dict[str, Any]] = []
+    train_keys = {k: v for k, v in counts.items()}
+    for k in sorted(set(hkeys)):
+        sel = hkeys == k
+        if sel.sum() < min_samples:
+            continue
+        rmean = real_ok[sel].mean(0)
+        gmean = fake_all[sel].reshape(-1, g).mean(0)
+        seen = k in train_keys and train_keys[k] >= 1
+        row0 = htab.loc[np.array(held_ok)[sel][0]]
+        if seen:
+            base = sums[k] / counts[k]
+        else:
+            base = grand + sum((fsum[(f, row0[f])] / fcnt[(f, row0[f])] - grand)
+                               for f in cond if (f, row0[f]) in fcnt)
+        near = _nearest_condition(k, row0, cond, train_keys, table, train)
+        nmean = sums[near] / counts[near] if near else grand
+        dr = rmean - grand
+        top = np.argsort(-np.abs(dr))[:50]
+        rec = {"condition": k, "seen": bool(seen), "n_real": int(sel.sum()),
+               "n_generated": int(sel.sum() * gen_per_sample),
+               "generator_r": pearson(gmean - grand, dr),
+               "baseline_r": pearson(base - grand, dr),
+               "nearest_r": pearson(nmean - grand, dr), "nearest_condition": near,
+               "generator_r_top50": pearson((gmean - grand)[top], dr[top]),
+               "baseline_r_top50": pearson((base - grand)[top], dr[top]),
+               "nearest_r_top50": pearson((nmean - grand)[top], dr[top]),
+               "generator_r2": _r2(rmean, gmean), "baseline_r2": _r2(rmean, base),
+               "grand_mean_r2": _r2(rmean, grand)}
+        rec["_delta"] = (dr, gmean - grand, base - grand)
+        per.append(rec)
+
+    def summary(recs: list[dict], name: str) -> dict[str, Any] | None:
+        if not recs:
+            return None
+        s = {"generator_r": _mean_or_none([r["generator_r"] for r in recs]),
+             f"{name}_r": _mean_or_none([r["baseline_r"] for r in recs]),
+             "generator_r_top50": _mean_or_none([r["generator_r_top50"] for r in recs]),
+             f"{name}_r_top50": _mean_or_none([r["baseline_r_top50"] for r in recs]),
+             "nearest_r": _mean_or_none([r["nearest_r"] for r in recs]),
+             "nearest_r_top50": _mean_or_none([r["nearest_r_top50"] for r in recs]),
+             "generator_r2": _mean_or_none([r["generator_r2"] for r in recs]),
+             f"{name}_r2": _mean_or_none([r["baseline_r2"] for r in recs]),
+             "grand_mean_r2": _mean_or_none([r["grand_mean_r2"] for r in recs]),
+             "n": len(recs)}
+        return s
+
+    seen_recs = [r for r in per if r["seen"]]
+    unseen_recs = [r for r in per if not r["seen"]]
+
+    # --- realism in PCA of real training samples
+    from sklearn.decomposition import PCA
+
+    ncomp = int(min(50, len(ref) - 1, g))
+    pca = PCA(ncomp, random_state=seed).fit(ref)
+    p_real = pca.transform(real_ok)
+    fake1 = fake_all[:, 0]  # one generated profile per held-out sample, same conditions
+    p_fake = pca.transform(fake1)
+    auc = rf_auc(p_real, p_fake, seed)
+    ed = energy_distance(p_real, p_fake)
+    prec, rec_ = knn_precision_recall(p_real, p_fake)
+    # Reference: training condition mean + per-gene Gaussian noise of the real within-condition sd
+    noise = _gaussian_baseline(real_ok, hkeys, sums, counts, grand, rng)
+    p_noise = pca.transform(noise)
+    nprec, nrec = knn_precision_recall(p_real, p_noise)
+    baselines = {"gaussian_noise": {"auc_real_vs_generated": rf_auc(p_real, p_noise, seed),
+                                    "energy_distance": energy_distance(p_real, p_noise),
+                                    "knn_precision": nprec, "knn_recall": nrec}}
+
+    # --- label classifiers (per condition field), real train -> real / generated held-out
+    labels = _label_accuracy(pca, ref, table.loc[ref_ids_l], p_real, p_fake,
+                             htab.loc[held_ok], cond, seed)
+    # --- within-condition variance ratio
+    vr = _variance_ratio(real_ok, fake_all, hkeys, min_samples)
+    # --- disentanglement probes and sex swap
+    probes = _probes(model, ref, table.loc[ref_ids_l], real, htab, seed)
+    sex = _sex_swap(model, real, htab, genes)
+
+    result: dict[str, Any] = {
+        "seen": summary(seen_recs, "train_mean"),
+        "unseen": summary(unseen_recs, "additive"),
+        "auc_real_vs_generated": auc,
+        "energy_distance": ed,
+        "knn_precision": prec,
+        "knn_recall": rec_,
+        "label_accuracy_generated_over_real": labels.get("ratio"),
+        "label_accuracy": labels,
+        "variance_ratio_median": vr,
+        "n_conditions": {"seen": len(seen_recs), "unseen": len(unseen_recs),
+                         "skipped_small": len(set(hkeys)) - len(per),
+                         "held_out_samples": len(held), "unevaluable_samples": int((~hok).sum())},
+        "realism_baselines": baselines,
+        "probes": probes,
+        "sex_swap": sex,
+        "per_condition": [{k: v for k, v in r.items() if not k.startswith("_")} for r in per],
+        "genes": g, "train_samples": len(train),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "metrics.json", json.dumps(_clean(result), indent=2) + "\n")
+    figures = {}
+    if plots:
+        from bulkfm.generate.plots import plot_deltas, plot_embedding
+
+        figures["embedding"] = plot_embedding(p_real, p_fake, hkeys, out_dir / "umap.png", seed)
+        figures["deltas"] = plot_deltas([(r["condition"], r["seen"], *r["_delta"]) for r in per],
+                                        out_dir / "deltas.png")
+    write_text_atomic(out_dir / "report.md", report_markdown(result, figures))
+    return _clean(result)
+
+
+def _nearest_condition(k: str, row: pd.Series, cond: list[str], train_keys: dict[str, int],
+                       table: pd.DataFrame, train: list[str]) -> str | None:
+    cands = [c for c in train_keys if c != k]
+    if not cands:
+        return None
+
+    def shared(c: str) -> tuple[int, int]:
+        parts = dict(p.split("=", 1) for p in c.split(" | ")) if cond else {}
+        return (sum(parts.get(f) == row[f] for f in cond), train_keys[c])
+
+    return max(cands, key=shared)
+
+
+def _gaussian_baseline(real: np.ndarray, keys: np.ndarray, sums: dict, counts: dict,
+                       grand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = np.empty_like(real)
+    for k in set(keys):
+        sel = keys == k
+        mean = sums[k] / counts[k] if k in counts else grand
+        sd = real[sel].std(0, ddof=1) if sel.sum() > 1 else real.std(0)
+        out[sel] = np.clip(mean + rng.standard_normal((int(sel.sum()), real.shape[1])) * sd, 0,
+                           None)
+    return out
+
+
+def _label_accuracy(pca, ref: np.ndarray, ref_tab: pd.DataFrame, p_real: np.ndarray,
+                    p_fake: np.ndarray, held_tab: pd.DataFrame, cond: list[str], seed: int
+                    ) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    out: dict[str, Any] = {"fields": {}}
+    accs_r, accs_g = [], []
+    p_ref = pca.transform(ref)
+    for f in cond:
+        y = ref_tab[f].to_numpy()
+        if len(set(y)) < 2:
+            continue
+        clf = LogisticRegression(max_iter=2000, C=1.0, random_state=seed).fit(p_ref, y)
+        yh = held_tab[f].to_numpy()
+        keep = np.isin(yh, clf.classes_)
+        if keep.sum() == 0:
+            continue
+        ar = float((clf.predict(p_real[keep]) == yh[keep]).mean())
+        ag = float((clf.predict(p_fake[keep]) == yh[keep]).mean())
+        out["fields"][f] = {"real": ar, "generated": ag, "n": int(keep.sum())}
+        accs_r.append(ar)
+        accs_g.append(ag)
+    if accs_r:
+        out["real"], out["generated"] = float(np.mean(accs_r)), float(np.mean(accs_g))
+        out["ratio"] = out["generated"] / out["real"] if out["real"] > 0 else None
+    return out
+
+
+def _variance_ratio(real: np.ndarray, fake: np.ndarray, keys: np.ndarray, min_n: int
+                    ) -> float | None:
+    vr_real, vr_fake, w = 0.0, 0.0, 0
+    for k in set(keys):
+        sel = keys == k
+        if sel.sum() < min_n:
+            continue
+        n = int(sel.sum())
+        vr_real = vr_real + real[sel].var(0, ddof=1) * n
+        vr_fake = vr_fake + fake[sel].reshape(-1, real.shape[1]).var(0, ddof=1) * n
+        w += n
+    if not w:
+        return None
+    vr_real, vr_fake = vr_real / w, vr_fake / w
+    keep = vr_real > 1e-4
+    return float(np.median(vr_fake[keep] / vr_real[keep])) if keep.any() else None
+
+
+def _probes(model: Generator, ref: np.ndarray, ref_tab: pd.DataFrame, real: np.ndarray,
+            held_tab: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """Balanced accuracy of a linear probe from each latent part to each field (fit on train
+    latents, scored on held-out ones), with chance = 1 / classes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+
+    z_tr = model.encode(torch.from_numpy(ref))
+    z_te = model.encode(torch.from_numpy(real))
+    out: dict[str, Any] = {}
+    for f in model.vocab.fields:
+        if f in NUMERIC:
+            continue
+        y, yh = ref_tab[f].to_numpy(), held_tab[f].to_numpy()
+        if len(set(y)) < 2:
+            continue
+        keep = np.isin(yh, np.unique(y))
+        if len(set(yh[keep])) < 2:
+            continue
+        out[f] = {"group": group_of(f), "chance": 1 / len(set(yh[keep]))}
+        for g in model.active:
+            clf = LogisticRegression(max_iter=2000, random_state=seed).fit(z_tr[g].numpy(), y)
+            out[f][g] = float(balanced_accuracy_score(yh[keep], clf.predict(z_te[g].numpy()[keep])))
+    return out
+
+
+def _sex_swap(model: Generator, real: np.ndarray, held_tab: pd.DataFrame, genes: list[str]
+              ) -> dict[str, Any] | None:
+    vals = model.vocab.values.get("sex", [])
+    if len(vals) != 2 or "sex" not in held_tab.columns:
+        return None
+    out: dict[str, Any] = {}
+    for src, dst in (vals, vals[::-1]):
+        sel = (held_tab["sex"] == src).to_numpy()
+        if not sel.any():
+            continue
+        old = held_tab.loc[sel]
+        new = old.copy()
+        new["sex"] = dst
+        y = model.counterfactual(torch.from_numpy(real[sel]), _codes(model, old),
+                                 _codes(model, new), {"bio"}).numpy()
+        d = (y - real[sel]).mean(0)
+        rec = {"n": int(sel.sum()), "genes_moved_gt_0.5": int((np.abs(d) > 0.5).sum()),
+               "top_moved": [genes[i] for i in np.argsort(-np.abs(d))[:8]]}
+        for sym in ("XIST", "RPS4Y1", "DDX3Y", "KDM5D"):
+            i = gene_index(genes, sym)
+            if i is not None:
+                rec[f"delta_{sym}"] = float(d[i])
+        out[f"{src}->{dst}"] = rec
+    return out
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return None if math.isnan(float(x)) else round(float(x), 4)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def report_markdown(r: dict[str, Any], figures: dict[str, Path | None]) -> str:
+    def f(v: Any) -> str:
+        return "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    lines = ["# Generator evaluation (held-out conditions)", "",
+             "| conditions | n | generator r | baseline r | generator r top-50 | baseline r "
+             "top-50 | nearest r | generator R² | baseline R² | grand-mean R² |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, base in (("seen", "train_mean"), ("unseen", "additive")):
+        s = r.get(name)
+        if s:
+            lines.append(f"| {name} (baseline: {base}) | {s['n']} | {f(s['generator_r'])} | "
+                         f"{f(s[f'{base}_r'])} | {f(s['generator_r_top50'])} | "
+                         f"{f(s[f'{base}_r_top50'])} | {f(s['nearest_r'])} | "
+                         f"{f(s['generator_r2'])} | {f(s[f'{base}_r2'])} | "
+                         f"{f(s['grand_mean_r2'])} |")
+    g = r["realism_baselines"]["gaussian_noise"]
+    lines += ["", "| realism (PCA of real train) | generator | mean + Gaussian noise |",
+              "|---|---:|---:|",
+              f"| RF AUC real vs generated | {f(r['auc_real_vs_generated'])} | "
+              f"{f(g['auc_real_vs_generated'])} |",
+              f"| energy distance | {f(r['energy_distance'])} | {f(g['energy_distance'])} |",
+              f"| kNN precision | {f(r['knn_precision'])} | {f(g['knn_precision'])} |",
+              f"| kNN recall | {f(r['knn_recall'])} | {f(g['knn_recall'])} |",
+              f"| label accuracy generated / real | "
+              f"{f(r['label_accuracy_generated_over_real'])} | |",
+              f"| variance ratio (median gene) | {f(r['variance_ratio_median'])} | |", "",
+              "Per condition:", "", "| condition | seen | n | gen r | base r | gen r50 | base r50 |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for c in r["per_condition"]:
+        lines.append(f"| {c['condition']} | {c['seen']} | {c['n_real']} | {f(c['generator_r'])} "
+                     f"| {f(c['baseline_r'])} | {f(c['generator_r_top50'])} | "
+                     f"{f(c['baseline_r_top50'])} |")
+    if r.get("probes"):
+        lines += ["", "Linear probes (balanced accuracy, held-out) from each latent part:", "",
+                  "| field | group | chance | bio | pert | tech |", "|---|---|---:|---:|---:|---:|"]
+        for fld, p in r["probes"].items():
+            lines.append(f"| {fld} | {p['group']} | {f(p['chance'])} | {f(p.get('bio'))} | "
+                         f"{f(p.get('pert'))} | {f(p.get('tech'))} |")
+    if r.get("sex_swap"):
+        lines += ["", "Sex swap counterfactual: " + json.dumps(r["sex_swap"])]
+    for name, path in figures.items():
+        if path:
+            lines += ["", f"![{name}]({Path(path).name})"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,365 @@
+"""``bulkfm train-generator``: streamed, resumable training of the conditional generator.
+
+    OUT/
+      split.tsv            sample_id, group, split (train | heldout), reason
+      metrics.csv          step, loss, nll, kl, adv, mse_std, lr, samples_per_s
+      checkpoints/step-*   resumable checkpoints (bulkfm.model.checkpoint format + train_state)
+      model/               the final model: weights.safetensors, config.json, genes.txt
+
+Held out before anything is fitted: whole studies (``study`` column; with fewer than three
+studies the ``group``/``participant`` column, else single samples), and ``holdout_unseen``
+biological combinations (e.g. disease x sample type) whose every value is still seen in
+other combinations, so that the evaluation has conditions never seen together. Genes (top
+``max_genes`` by variance), per-gene moments and the vocabulary come from training rows only.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from bulkfm.common.atomic import write_text_atomic
+from bulkfm.generate.conditions import (STUDY, UNKNOWN, ConditionError, Vocabulary,
+                                        attach_study, check_samples, condition_fields, condition_key,
+                                        read_metadata)
+from bulkfm.generate.model import PARTS, Generator, GeneratorConfig
+from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches, open_matrix
+from bulkfm.model.checkpoint import (CheckpointError, is_complete, load_train_state, read_genes,
+                                     resolve, save_checkpoint, verify)
+from bulkfm.train.data import SubsetMatrix, gene_moments, select_genes, step_generator
+from bulkfm.train.loop import _prune, latest_checkpoint
+from bulkfm.train.split import make_split
+
+log = logging.getLogger(__name__)
+KIND = "generator"
+METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "mse_std", "lr", "samples_per_s")
+
+
+@dataclass
+class GenTrainConfig:
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    kl_warmup: float = 0.2  # fraction of steps over which beta ramps 0 -> beta
+    max_genes: int = 2000
+    holdout_fraction: float = 0.2
+    holdout_unseen: int = 1
+    min_unseen_samples: int = 5
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    # torch CPU threads; 0 = torch default. The model is small: on 2 shared cores one thread
+    # ran 35x faster than two (thread contention), so 1 is the default.
+    threads: int = 1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> GenTrainConfig:
+        d = dict(d or {})
+        if "generate" in d and isinstance(d["generate"], dict):  # a workflow config
+            d = dict(d["generate"])
+        d = {k: v for k, v in d.items() if k not in ("enabled", "metadata", "mem_mb", "runtime")}
+        known = {f.name for f in fields(cls)}
+        bad = set(d) - known
+        if bad:
+            raise ValueError(f"unknown generate config keys {sorted(bad)}; known {sorted(known)}")
+        model = GeneratorConfig.from_dict(d.pop("model", {}) or {})
+        return cls(model=model, **d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_config(path: str | None, text: str | None = None) -> GenTrainConfig:
+    if text:
+        return GenTrainConfig.from_dict(json.loads(text))
+    if path:
+        return GenTrainConfig.from_dict(yaml.safe_load(Path(path).read_text()))
+    return GenTrainConfig()
+
+
+# --------------------------------------------------------------------------- hold-out
+def holdout_groups(meta: pd.DataFrame) -> tuple[list[str], str]:
+    """Group per sample for the held-out split: study, else group/participant, else sample."""
+    if STUDY in meta.columns and meta[STUDY].replace(UNKNOWN, np.nan).nunique() >= 3:
+        return [s if s != UNKNOWN else f"__sample__{i}" for i, s in meta[STUDY].items()], STUDY
+    for col in ("group", "participant"):
+        if col in meta.columns:
+            log.info("fewer than 3 studies: holding out whole %ss instead", col)
+            return meta[col].astype(str).tolist(), col
+    log.warning("no study/group/participant column: holding out single samples")
+    return list(meta.index), "sample"
+
+
+def choose_unseen(meta: pd.DataFrame, cond: list[str], k: int, min_n: int, seed: int
+                  ) -> list[str]:
+    """Up to k condition keys whose every field value also occurs in other conditions."""
+    if k <= 0 or len(cond) < 2:
+        return []
+    keys = meta[cond].apply(lambda r: condition_key(r, cond), axis=1)
+    sizes = keys.value_counts()
+    rng = np.random.default_rng(seed)
+    cands = []
+    for key, n in sizes.items():
+        if n < min_n:
+            continue
+        rows = meta[keys == key].iloc[0]
+        others = meta[keys != key]
+        if any(rows[f] == UNKNOWN for f in cond):
+            continue
+        if all((others[f] == rows[f]).sum() >= max(2, min_n // 2) for f in cond):
+            cands.append(str(key))
+    # The smallest qualifying combinations: they cost the training set least. Ties: seeded.
+    order = rng.permutation(len(cands))
+    cands = sorted((cands[i] for i in order), key=lambda c: int(sizes[c]))
+    return cands[:k]
+
+
+def make_holdout(meta: pd.DataFrame, cfg: GenTrainConfig) -> pd.DataFrame:
+    groups, kind = holdout_groups(meta)
+    cond = [c for c in meta.columns if c in _condition_candidates(meta)]
+    unseen = choose_unseen(meta, cond, cfg.holdout_unseen, cfg.min_unseen_samples, cfg.seed)
+    keys = (meta[cond].apply(lambda r: condition_key(r, cond), axis=1) if cond
+            else pd.Series("", index=meta.index))
+    table = pd.DataFrame({"sample_id": meta.index, "group": groups, "split": "train",
+                          "reason": ""})
+    is_unseen = keys.isin(unseen).to_numpy()
+    # Whole groups (studies, participants) of those samples go too: a participant's tumour
+    # in training would leak the participant's normal tissue that is held out.
+    with_unseen = table["group"].isin(set(table.loc[is_unseen, "group"])).to_numpy()
+    table.loc[with_unseen, ["split", "reason"]] = ["heldout", f"{kind}_of_unseen"]
+    table.loc[is_unseen, ["split", "reason"]] = ["heldout", "unseen_combination"]
+    rest = table[~with_unseen]
+    if len(rest) >= 2 and cfg.holdout_fraction > 0:
+        s = make_split(rest["sample_id"].tolist(), rest["group"].tolist(), val_fraction=0.0,
+                       test_fraction=cfg.holdout_fraction, seed=cfg.seed)
+        held = set(s.loc[s["split"] == "test", "sample_id"])
+        sel = table["sample_id"].isin(held)
+        table.loc[sel, ["split", "reason"]] = ["heldout", f"heldout_{kind}"]
+    log.info("held out: %d by %s, %d in unseen combination(s) %s; %d train",
+             int((table.reason == f"heldout_{kind}").sum()), kind, int(is_unseen.sum()), unseen,
+             int((table.split == "train").sum()))
+    return table
+
+
+def _condition_candidates(meta: pd.DataFrame) -> list[str]:
+    vocab = Vocabulary.fit(meta, {})
+    return condition_fields(vocab)
+
+
+# --------------------------------------------------------------------------- data
+def codes_tensors(vocab: Vocabulary, table: pd.DataFrame) -> dict[str, torch.Tensor]:
+    return {f: torch.from_numpy(v) for f, v in vocab.encode(table).items()}
+
+
+def _fingerprint(cfg: GenTrainConfig, matrix: str, metadata: str) -> str:
+    blob = json.dumps([cfg.to_dict(), str(Path(matrix).resolve()),
+                       str(Path(metadata).resolve())], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _log_metrics(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, METRICS)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k, "") for k in METRICS})
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+    with open(path.with_suffix(".tmp"), "w", newline="") as fh:
+        w = csv.DictWriter(fh, METRICS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike[str],
+                    cfg: GenTrainConfig, *, progress: bool = True, resume: bool = True
+                    ) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    fp = _fingerprint(cfg, matrix_path, metadata_path)
+    fp_file = out / "fingerprint.json"
+    if fp_file.exists() and resume and json.loads(fp_file.read_text())["fingerprint"] != fp:
+        raise ConditionError(f"{out} was trained with another config or input; give a new --out "
+                             "or --no-resume to start over")
+    if is_complete(out / "model") and resume and fp_file.exists():
+        log.info("%s: model already trained; nothing to do", out)
+        return out / "model"
+    write_text_atomic(fp_file, json.dumps({"fingerprint": fp}) + "\n")
+
+    matrix = open_matrix(matrix_path)
+    meta, labels = read_metadata(metadata_path)
+    check_samples(meta, matrix.samples, str(metadata_path))
+    meta = attach_study(meta, matrix)
+    no_meta = [s for s in matrix.samples if s not in meta.index]
+    if no_meta:
+        log.warning("%d matrix sample(s) have no metadata row and are not used (e.g. %s)",
+                    len(no_meta), ", ".join(no_meta[:3]))
+    split = make_holdout(meta, cfg)
+    with open(out / "split.tsv.tmp", "w") as fh:
+        split.to_csv(fh, sep="\t", index=False)
+    os.replace(out / "split.tsv.tmp", out / "split.tsv")
+    train_ids = split.loc[split.split == "train", "sample_id"].tolist()
+    if len(train_ids) < 4:
+        raise ConditionError(f"{metadata_path}: only {len(train_ids)} training sample(s) after "
+                             "the hold-out; need at least 4")
+    pos = {s: i for i, s in enumerate(matrix.samples)}
+    train_rows = np.array([pos[s] for s in train_ids], dtype=np.int64)
+    train_meta = meta.loc[train_ids]
+    vocab = Vocabulary.fit(train_meta, labels)
+
+    moments = gene_moments(matrix, train_rows, progress=progress)
+    cols = select_genes(moments, cfg.max_genes)
+    genes = [matrix.genes[i] for i in cols]
+    data = SubsetMatrix(matrix, cols, genes)
+    # A part whose group has no field that varies in training would be an unlabelled free
+    # latent: it would absorb the biological signal that its prior cannot see. Switch it off.
+    latent = {g: (k if any(_varies(vocab, train_meta, f) for f in vocab.group_fields(g)) else 0)
+              for g, k in cfg.model.latent.items()}
+    off = [g for g, k in latent.items() if k == 0]
+    if off:
+        log.info("latent part(s) %s off: no field of their group varies in the training data",
+                 off)
+    if not any(latent.values()):
+        raise ConditionError(f"{metadata_path}: no field varies across the training samples; "
+                             "the generator needs at least one condition with two values")
+    mcfg = GeneratorConfig.from_dict({**cfg.model.to_dict(), "n_genes": len(genes),
+                                      "latent": latent})
+    torch.manual_seed(cfg.seed)
+    model = Generator(mcfg, vocab, torch.tensor(moments.mean[cols]),
+                      torch.tensor(moments.std[cols]))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    codes = codes_tensors(vocab, train_meta)  # {field: [N] | [N, 2]}, aligned with train_rows
+
+    ckroot = out / "checkpoints"
+    step = 0
+    last = latest_checkpoint(ckroot) if resume else None
+    if last is not None:
+        model.load_state_dict(load_file(str(last / "weights.safetensors")), strict=False)
+        state = load_train_state(last)
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        log.info("resuming from %s (step %d)", last, step)
+    _truncate_metrics(out / "metrics.csv", step)
+    if step == 0:
+        (out / "metrics.csv").unlink(missing_ok=True)
+
+    meta_json = {"vocab": vocab.to_dict(), "train": cfg.to_dict()}
+    n = len(train_rows)
+    bs = min(cfg.batch_size, n)
+    per_epoch = max(1, n // bs)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train-generator", disable=not progress,
+               unit="step")
+    model.train()
+    t0, seen0 = time.perf_counter(), step
+    while step < cfg.steps:
+        epoch, k = divmod(step, per_epoch)
+        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        sel = np.sort(perm[k * bs:(k + 1) * bs])
+        x = torch.from_numpy(data.rows(train_rows[sel]))  # [B, G] streamed from the store
+        c = {f: v[torch.from_numpy(sel)] for f, v in codes.items()}
+        gen = step_generator(cfg.seed, step)
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # dropout: a
+        # resumed run draws what an uninterrupted one would have
+        warm = max(1, int(cfg.kl_warmup * cfg.steps))
+        beta = mcfg.beta * min(1.0, (step + 1) / warm)
+        lr = cfg.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(
+            math.pi * step / cfg.steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss, parts = model.loss(x, c, beta=beta, adv_scale=min(1.0, (step + 1) / warm), gen=gen)
+        if not torch.isfinite(loss.detach()):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % 50 == 0 or step == cfg.steps:
+            dt = time.perf_counter() - t0
+            _log_metrics(out / "metrics.csv", {"step": step, "loss": f"{loss.item():.5g}",
+                                               **{k: f"{v:.5g}" for k, v in parts.items()},
+                                               "lr": f"{lr:.3g}",
+                                               "samples_per_s": f"{(step - seen0) * bs / dt:.1f}"})
+            bar.set_postfix(loss=f"{loss.item():.1f}", mse=f"{parts['mse_std']:.3f}")
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            save_checkpoint(ckroot / f"step-{step:08d}", model, mcfg, genes, kind=KIND,
+                            train_state={"optimizer": opt.state_dict(), "step": step},
+                            meta=meta_json)
+            _prune(ckroot, cfg.keep_checkpoints)
+    bar.close()
+    model.eval()
+    fit_priors(model, data, train_rows, codes, bs)
+    path = save_checkpoint(out / "model", model, mcfg, genes, kind=KIND,
+                           meta={**meta_json, "agg_keys": model.agg_keys})
+    log.info("generator written to %s (%d genes, %d training samples)", path, len(genes), n)
+    return path
+
+
+def _varies(vocab: Vocabulary, meta: pd.DataFrame, f: str) -> bool:
+    if f in vocab.numeric:
+        return pd.to_numeric(meta[f], errors="coerce").nunique() > 1
+    return len(vocab.values.get(f, [])) > 1
+
+
+@torch.no_grad()
+def fit_priors(model: Generator, data: ExpressionMatrix, rows: np.ndarray,
+               codes: dict[str, torch.Tensor], batch: int) -> None:
+    mus: dict[str, list[np.ndarray]] = {g: [] for g in model.active}
+    lvs: dict[str, list[np.ndarray]] = {g: [] for g in model.active}
+    for _, x in iter_row_batches(data, batch, rows):
+        post = model.encoder(model.scaler(torch.from_numpy(x)))
+        for g in model.active:
+            mus[g].append(post[g][0].numpy())
+            lvs[g].append(post[g][1].numpy())
+    model.fit_aggregate_priors({g: np.concatenate(v) for g, v in mus.items()},
+                               {g: np.concatenate(v) for g, v in lvs.items()}, codes)
+
+
+def load_generator(path: str | os.PathLike[str]) -> Generator:
+    """A trained generator from OUT (or OUT/model), eval mode, with ``.genes``."""
+    p = Path(path)
+    ckpt = p / "model" if is_complete(p / "model") else resolve(p)
+    verify(ckpt)
+    meta = json.loads((ckpt / "config.json").read_text())
+    if meta.get("kind") != KIND:
+        raise CheckpointError(f"{ckpt}: not a generator checkpoint (kind {meta.get('kind')!r}); "
+                              "give the output directory of `bulkfm train-generator`")
+    cfg = GeneratorConfig.from_dict(meta["model"])
+    model = Generator(cfg, Vocabulary.from_dict(meta["vocab"]))
+    state = load_file(str(ckpt / "weights.safetensors"))
+    for g in PARTS:  # aggregate-prior tables are sized by the data
+        setattr(model, f"agg_mu_{g}", state[f"agg_mu_{g}"])
+        for name in ("agg_chol", "agg_lin", "agg_pool"):
+            setattr(model, f"{name}_{g}", state[f"{name}_{g}"])
+    model.load_state_dict(state, strict=True)
+    model.agg_keys = {g: list(v) for g, v in meta.get("agg_keys", {}).items()}
+    model.genes = read_genes(ckpt)  # type: ignore[assignment]
+    model.train_config = meta.get("train", {})  # type: ignore[assignment]
+    return model.eval()
