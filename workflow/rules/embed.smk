@@ -27,7 +27,7 @@ if EM["weights"] and EM["proteins_url"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm embed fetch-proteins --url {params.url:q} -o {output} > {log} 2>&1"
+            "bulkfm embed fetch-proteins --url {params.url:q} -o {output:q} > {log:q} 2>&1"
 
 
 if EM["weights"]:
@@ -55,7 +55,7 @@ if EM["weights"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm embed genes --proteins {input.proteins} --genes {params.matrix} "
-            "--weights {params.weights:q} -o {output} --repr-layer {EM[repr_layer]} "
-            "--batch-tokens {EM[batch_tokens]} --device {EM[device]} --threads {threads} "
-            "> {log} 2>&1"
+            "bulkfm embed genes --proteins {input.proteins:q} --genes {params.matrix:q} "
+            "--weights {params.weights:q} -o {output:q} --repr-layer {EM[repr_layer]:q} "
+            "--batch-tokens {EM[batch_tokens]:q} --device {EM[device]:q} --threads {threads} "
+            "> {log:q} 2>&1"
