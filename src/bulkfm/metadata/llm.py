@@ -7,10 +7,12 @@ because not every server enforces schemas. Untrusted raw text goes into the user
 JSON string value, never into the instructions.
 
 Cost control: one request per unique (field, raw text) question, answers cached on disk by
-hash(messages, model, schema), bounded concurrency, retries with exponential backoff for
+hash(base_url, model, prompt version, messages, schema), bounded concurrency, retries with exponential backoff for
 429/5xx/timeouts/malformed JSON, a per-run call budget, and a report of calls, tokens and cost.
 The API key is read from the environment and handed to the client only; it is never logged,
-cached or written.
+cached or written. The cache is not trusted either: a cached answer is validated exactly like a
+fresh one (candidates, index, ontology, obsolete), and an entry that fails is deleted and the
+question asked again, so an edited cache file cannot put an ID into the output.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from bulkfm.metadata.schema import FIELD_ONTOLOGIES
 
 log = logging.getLogger(__name__)
 MAX_RAW_CHARS = 2000  # a title longer than this is truncated before it reaches the model
+# Part of every cache key: bump it when the request format or the way answers are read changes,
+# so that answers given to an older prompt are not reused (the prompt text is keyed as well).
+PROMPT_VERSION = 2
 
 
 @dataclass
@@ -173,8 +178,34 @@ class LLMChooser:
         return tid, None
 
     def _cache_path(self, messages: list[dict], schema: dict) -> Path:
-        key = hashlib.sha256(json.dumps([messages, self.config.model, schema], sort_keys=True).encode()).hexdigest()
+        """One file per (endpoint, model, prompt version, question): another server or model
+        never answers from this one's cache. The messages hold the field, raw text and candidates."""
+        key = hashlib.sha256(json.dumps({"base_url": (self.config.base_url or "").rstrip("/"),
+                                         "model": self.config.model, "prompt_version": PROMPT_VERSION,
+                                         "messages": messages, "schema": schema},
+                                        sort_keys=True).encode()).hexdigest()
         return self.cache / key[:2] / f"{key}.json"
+
+    def _cached(self, q: Question, path: Path) -> tuple[bool, str | None]:
+        """(hit, id) from the cache; an entry that fails validation is deleted (asked again)."""
+        try:
+            cached = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            reason = "unreadable"
+        else:
+            if not isinstance(cached, dict) or cached.get("field") != q.field:
+                reason = "answer does not match the schema"
+            else:
+                tid, reason = self.validate(q, json.dumps({"id": cached.get("id")}))
+                if reason is None:
+                    with self._lock:
+                        self.report.cache_hits += 1
+                    return True, tid
+        with self._lock:
+            self.report.rejected[f"cached answer: {reason}"] += 1
+        log.warning("LLM cache entry %s for field %s rejected (%s): deleted, asking again", path.name, q.field, reason)
+        path.unlink(missing_ok=True)
+        return False, None
 
     def _ask(self, q: Question) -> tuple[Question, str | None]:
         import openai
@@ -183,13 +214,9 @@ class LLMChooser:
         messages = messages_for(q, self.system_prompt)
         path = self._cache_path(messages, schema)
         if path.is_file():
-            try:
-                cached = json.loads(path.read_text())
-                with self._lock:
-                    self.report.cache_hits += 1
-                return q, cached.get("id")
-            except (OSError, json.JSONDecodeError):
-                pass  # a damaged cache entry is asked again
+            hit, tid = self._cached(q, path)
+            if hit:
+                return q, tid
         with self._lock:
             if self.report.calls >= self.config.max_calls:
                 self.report.skipped_budget += 1
