@@ -43,7 +43,8 @@ def _planned_rules(proc) -> set[str]:
 # separated) on fd 3: the real word splitting, expansion and redirection, without the tools.
 RECORD = ('exec 3>>"$ARGS_OUT"; record() { printf "%s\\0" "$@" >&3; printf "\\n" >&3; }; '
           "bulkfm() { record bulkfm \"$@\"; }; multiqc() { record multiqc \"$@\"; }; "
-          "torchrun() { record torchrun \"$@\"; }\n")
+          "torchrun() { record torchrun \"$@\"; }; python() { record python \"$@\"; }\n")
+INTERPRETER = re.compile(r"^\S*/python[0-9.]* ")  # the provenance rule's sys.executable
 
 
 def _assert_one_word(commands: list[str], out: Path, hostile_words: list[Path | str], marker: Path) -> None:
@@ -56,7 +57,7 @@ def _assert_one_word(commands: list[str], out: Path, hostile_words: list[Path | 
     args_out = out.parent / "args.bin"
     env = {**os.environ, "BULKFM_PWNED": str(marker), "ARGS_OUT": str(args_out)}
     for cmd in commands:
-        proc = subprocess.run(["bash", "-c", RECORD + cmd], cwd=sandbox, env=env, capture_output=True, text=True)
+        proc = subprocess.run(["bash", "-c", RECORD + INTERPRETER.sub("python ", cmd)], cwd=sandbox, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, (cmd, proc.stderr)
     assert not marker.exists(), "a hostile name was executed by bash"
     assert not os.listdir(sandbox), "a redirection or path escaped outdir"
@@ -112,7 +113,7 @@ def test_every_rule_quotes_every_path_in_a_dry_run(tmp_path, marker):
     proc = snakemake_cmd("-n", "-p", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
                          "--config", f"outdir={out}", f"samples={sheet}", marker=marker)
     rules = _planned_rules(proc)
-    shell_rules = {"salmon_index", "reference_genes", "quant_batch", "quant_qc", "multiqc", "sra_metadata",
+    shell_rules = {"provenance", "salmon_index", "reference_genes", "quant_batch", "quant_qc", "multiqc", "sra_metadata",
                    "matrix", "metadata_harmonize", "metadata_bias", "metadata_impute_sex", "split", "graph",
                    "embed_proteins", "embed", "train", "evaluate", "report"}
     assert shell_rules <= rules, shell_rules - rules
@@ -149,3 +150,13 @@ def test_demo_with_hostile_outdir_and_sheet_runs_nothing_and_stays_inside(tmp_pa
     assert len(qc) == 4 and (qc["status"] == "pass").all(), qc
     logs = {p.name for p in (out / "logs").rglob("*.log")}
     assert {"salmon_index.log", "train.log", "evaluate.log", "multiqc.log", "b00000.log"} <= logs
+
+
+def test_cluster_executor_refuses_what_snakemake_cannot_quote(tmp_path, marker):
+    """Cluster executors re-launch jobs through a shell line quoted with repr(): stop first."""
+    out = hostile(tmp_path, "out")
+    proc = snakemake_cmd("--executor", "slurm", "--jobs", "1", "--config", f"outdir={out}", marker=marker,
+                         check=False)
+    assert proc.returncode != 0
+    assert "does not quote safely" in proc.stderr + proc.stdout
+    assert not marker.exists() and not out.exists()

@@ -63,3 +63,23 @@ def provenance_inputs():
 
 def all_targets():
     return provenance_inputs() + [f"{OUT}/provenance"]
+
+
+def check_spawn_quoting(workflow):
+    """Stop a cluster/cloud run whose --config values or paths hold a quote or backslash.
+
+    Those executors re-launch every job as `python -m snakemake ... --config k=v` through a shell,
+    and Snakemake quotes the values with Python's repr(), which a value holding ' (then quoted
+    with "...", so $(...) inside runs) or a backslash escapes. Locally, rules quote every path.
+    """
+    plugin = getattr(workflow, "executor_plugin", None)
+    if plugin is None or not getattr(plugin.common_settings, "non_local_exec", False):
+        return
+    values = [str(v) for v in (workflow.config_settings.config_args or [])] + [OUT, SHEET]
+    bad = [v for v in values if any(c in v for c in "'\\\n\r`")]
+    if bad:
+        raise WorkflowError(
+            f"{bad[0]!r} holds a quote, backslash, backtick or newline: the {plugin.name} executor "
+            "passes config values to its jobs through a shell command line that Snakemake does not "
+            "quote safely. Use an outdir, sample sheet path and --config values without them "
+            "(or run locally, where every rule quotes its paths).")
