@@ -13,7 +13,8 @@ try:
     _sheet = bs.check_sheet(bs.read_sheet(SHEET), SHEET)
 except bs.SampleSheetError as exc:
     raise WorkflowError(str(exc))
-# The schema checks columns and types; check_sheet above checks rows (vectorised: 500k rows/s).
+# The schema checks columns and types on the first rows; check_sheet above checks every row
+# (accessions, names, the same run/FASTQ twice; vectorised, 500k rows in seconds).
 validate(_sheet.head(1000), "../schemas/samples.schema.yaml")
 
 # Run accessions and local FASTQ plan offline. Studies/experiments/GEO accessions need the
