@@ -47,6 +47,8 @@ if EM["weights"]:
         params:
             matrix=f"{OUT}/matrix",
             weights=EM["weights"],
+            # params (not {EM[...]} in the command): a changed value re-embeds
+            opts=["--repr-layer", EM["repr_layer"], "--batch-tokens", EM["batch_tokens"], "--device", EM["device"]],
         threads: EM["threads"]
         resources:
             mem_mb=EM["mem_mb"],
@@ -56,6 +58,5 @@ if EM["weights"]:
             "../../envs/bulkfm.yaml"
         shell:
             "bulkfm embed genes --proteins {input.proteins:q} --genes {params.matrix:q} "
-            "--weights {params.weights:q} -o {output:q} --repr-layer {EM[repr_layer]:q} "
-            "--batch-tokens {EM[batch_tokens]:q} --device {EM[device]:q} --threads {threads} "
+            "--weights {params.weights:q} -o {output:q} {params.opts:q} --threads {threads} "
             "> {log:q} 2>&1"

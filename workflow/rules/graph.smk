@@ -24,6 +24,9 @@ rule graph:
         matrix=f"{OUT}/matrix",
         split=lambda wc, input: ["--split", input.split] if input.split else [],
         chunk=["--chunk-genes", GR["chunk_genes"]] if GR["chunk_genes"] else [],
+        # params (not {GR[...]} in the command): a changed value rebuilds the graph
+        opts=["--top-k", GR["top_k"], "--min-pcc", GR["min_pcc"], "--sign", GR["sign"],
+              "--max-memory-gb", GR["max_memory_gb"], "--device", GR["device"]],
     threads: GR["threads"]
     resources:
         # The budget the command plans with, plus the interpreter and torch.
@@ -34,7 +37,6 @@ rule graph:
         "../../envs/bulkfm.yaml"
     shell:
         "bulkfm graph build --matrix {params.matrix:q} {params.split:q} -o {output.edges:q} "
-        "--summary {output.summary:q} --plot {output.plot:q} --top-k {GR[top_k]:q} "
-        "--min-pcc {GR[min_pcc]:q} --sign {GR[sign]:q} {params.chunk:q} "
-        "--max-memory-gb {GR[max_memory_gb]:q} --device {GR[device]:q} --threads {threads} "
+        "--summary {output.summary:q} --plot {output.plot:q} {params.opts:q} {params.chunk:q} "
+        "--threads {threads} "
         "> {log:q} 2>&1"

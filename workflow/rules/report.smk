@@ -20,6 +20,9 @@ rule evaluate:
         matrix=f"{OUT}/matrix",
         out=f"{OUT}/evaluate",
         labels=lambda wc, input: ["--labels", input.labels] if input.labels else [],
+        # params (not {EV[...]} in the command): a changed value re-evaluates
+        opts=["--batch-size", EV["batch_size"], "--knn-k", EV["knn_k"], "--max-samples", EV["max_samples"],
+              "--seed", EV["seed"], "--probe-repeats", EV["probe_repeats"]],
     threads: EV["threads"]
     resources:
         mem_mb=EV["mem_mb"],
@@ -28,9 +31,7 @@ rule evaluate:
         "../../envs/bulkfm.yaml"
     shell:
         "bulkfm evaluate {params.train:q} --matrix {params.matrix:q} {params.labels:q} "
-        "-o {params.out:q} --batch-size {EV[batch_size]:q} --knn-k {EV[knn_k]:q} "
-        "--max-samples {EV[max_samples]:q} --seed {EV[seed]:q} --probe-repeats {EV[probe_repeats]:q} "
-        "--no-progress > {log:q} 2>&1"
+        "-o {params.out:q} {params.opts:q} --no-progress > {log:q} 2>&1"
 
 
 rule report:

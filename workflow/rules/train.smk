@@ -28,15 +28,17 @@ rule split:
     params:
         matrix=f"{OUT}/matrix",
         groups=f"{OUT}/matrix/samples.parquet",
+        # params, not {TR[...]} in the command: a changed value reruns the split (and training);
+        # Snakemake's code trigger sees only the command template.
+        opts=["--val-fraction", TR["val_fraction"], "--test-fraction", TR["test_fraction"], "--seed", TR["seed"]],
     resources:
         mem_mb=1000,
         runtime=10,
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm split --samples {params.matrix:q} --groups {params.groups:q} "
-        "--val-fraction {TR[val_fraction]:q} --test-fraction {TR[test_fraction]:q} "
-        "--seed {TR[seed]:q} -o {output:q} > {log:q} 2>&1"
+        "bulkfm split --samples {params.matrix:q} --groups {params.groups:q} {params.opts:q} "
+        "-o {output:q} > {log:q} 2>&1"
 
 
 rule train:
