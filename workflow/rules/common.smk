@@ -33,8 +33,19 @@ def planned_samples():
 
 
 def batch_tables(wildcards):
+    """Each batch's table of its current retry generation: after a run in which samples failed
+    with an error, a table that does not exist yet, so a plain rerun retries them."""
+    from bulkfm.quant.batch import batch_table_name, retry_generation
+
     samples = planned_samples()
-    return expand(f"{OUT}/quant/batches/{{batch}}.tsv", batch=bs.batch_ids(len(samples), BATCH_SIZE))
+    batches = f"{OUT}/quant/batches"
+    return [f"{batches}/{batch_table_name(b, retry_generation(batches, b))}"
+            for b in bs.batch_ids(len(samples), BATCH_SIZE)]
+
+
+wildcard_constraints:
+    batch=r"b\d+",
+    gen=r"\d+",
 
 
 def batch_fastqs(wildcards):

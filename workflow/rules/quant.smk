@@ -90,6 +90,16 @@ rule quant_batch:
         "> {log:q} 2>&1"
 
 
+# The same job for a batch's retry generation (see batch_tables in common.smk).
+use rule quant_batch as quant_batch_retry with:
+    output:
+        f"{OUT}/quant/batches/{{batch}}.r{{gen}}.tsv",
+    log:
+        f"{LOGS}/quant_batch/{{batch}}.r{{gen}}.log",
+    benchmark:
+        f"{BENCH}/quant_batch/{{batch}}.r{{gen}}.tsv"
+
+
 rule quant_qc:
     input:
         batch_tables,
