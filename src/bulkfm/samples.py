@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bulkfm.sra.accessions import _PATTERNS, AccessionError, Kind, classify
+from bulkfm.sra.accessions import _PATTERNS, AccessionError, classify
 
 SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESERVED = {"sample", "accession", "fastq_1", "fastq_2", "run"}

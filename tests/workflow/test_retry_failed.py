@@ -4,14 +4,10 @@ first run; the second plain run retries that sample only, and nothing runs after
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import ThreadingHTTPServer
-
 import pandas as pd
 import pytest
 from test_rerun_semantics import executed, planned
-from test_workflow_sra_runs import ENA, RUNS
+from test_workflow_sra_runs import ENA, RUNS, runs_sheet_and_config, serve
 
 pytestmark = pytest.mark.workflow
 
@@ -30,20 +26,11 @@ class FlakyENA(ENA):
 
 @pytest.fixture()
 def flaky_ena():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyENA)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    yield from serve(FlakyENA)
 
 
 def test_failed_sample_is_retried_by_a_plain_rerun(flaky_ena, tmp_path, run_snakemake, demo_run):
-    sheet = tmp_path / "runs.tsv"
-    sheet.write_text("accession\n" + "\n".join(RUNS) + "\n")
-    cfg = tmp_path / "extra.yaml"
-    cfg.write_text(json.dumps({"quant": {"reference": {"index": str(demo_run / "reference" / "salmon_index")}},
-                               "sra": {"download_method": "ena", "retries": 0, "backoff_s": 0.1,
-                                       "endpoints": {"ena_portal": f"{flaky_ena}/ena/portal/api",
-                                                     "ena_fastq": flaky_ena}}}))
+    sheet, cfg = runs_sheet_and_config(tmp_path, flaky_ena, demo_run, retries=0)
     out = tmp_path / "results"
     args = ("--cores", "2", "--configfile", "config/config.yaml", str(cfg), "--config", f"samples={sheet}",
             f"outdir={out}")
