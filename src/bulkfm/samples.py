@@ -116,13 +116,15 @@ def accession_kinds(acc: pd.Series, has_acc: pd.Series, where: str) -> pd.Series
     that :func:`bulkfm.sra.accessions.classify` uses, so that what plans also runs.
     """
     kinds = pd.Series("local", index=acc.index, dtype=object)
-    todo = has_acc.copy()
-    for kind, pattern in _PATTERNS.items():
-        hit = todo & acc.str.fullmatch(pattern.pattern, flags=pattern.flags)
-        kinds[hit] = kind.value
-        todo &= ~hit
-    if todo.any():
-        i = int(todo.to_numpy().nonzero()[0][0])
+    todo = acc[has_acc]
+    for kind, pattern in _PATTERNS.items():  # runs first: usually nothing is left after them
+        if todo.empty:
+            break
+        hit = todo.str.fullmatch(pattern.pattern, flags=pattern.flags)
+        kinds[hit[hit].index] = kind.value
+        todo = todo[~hit]
+    if not todo.empty:
+        i = acc.index.get_loc(todo.index[0])
         try:
             classify(acc.iloc[i])
         except AccessionError as exc:
