@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bulkfm.sra.accessions import _PATTERNS, AccessionError, classify
+from bulkfm.sra.accessions import PATTERNS, AccessionError, classify
 
 SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESERVED = {"sample", "accession", "fastq_1", "fastq_2", "run"}
@@ -117,7 +117,7 @@ def accession_kinds(acc: pd.Series, has_acc: pd.Series, where: str) -> pd.Series
     """
     kinds = pd.Series("local", index=acc.index, dtype=object)
     todo = acc[has_acc]
-    for kind, pattern in _PATTERNS.items():  # runs first: usually nothing is left after them
+    for kind, pattern in PATTERNS.items():  # runs first: usually nothing is left after them
         if todo.empty:
             break
         hit = todo.str.fullmatch(pattern.pattern, flags=pattern.flags)
