@@ -42,6 +42,28 @@ def test_sra_request_has_a_total_deadline(drip):
     assert drip.requests == 2
 
 
+def test_https_request_has_a_total_deadline(drip, tmp_path, monkeypatch):
+    """The same over TLS (NCBI and ENA are HTTPS): the deadline shuts the TLS socket down."""
+    import shutil
+    import ssl
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not on PATH (needed for the test certificate)")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    drip._httpd.socket = ctx.wrap_socket(drip._httpd.socket, server_side=True)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # requests prefers it to session.verify
+    t0 = time.monotonic()
+    with pytest.raises(NetworkError, match="total deadline of 1s"):
+        get(session(), drip.url.replace("http://", "https://") + "/x", RetryPolicy(retries=0, timeout_s=1.0),
+            "ENA filereport over TLS")
+    assert time.monotonic() - t0 < 1.0 + 2.0
+
+
 def test_stalled_fastq_download_is_cut_and_resumed_then_gives_up(drip, tmp_path):
     policy = RetryPolicy(retries=2, backoff_s=0.1, max_backoff_s=0.1, timeout_s=1.0)
     target = tmp_path / "SRR0000001_1.fastq.gz"

@@ -64,8 +64,10 @@ class _Scope:
 
 
 def _shutdown(sock: socket.socket) -> None:
+    # Wakes a recv() blocked in another thread. The plain socket method also for TLS sockets:
+    # SSLSocket.shutdown would drop its SSL object under the reading thread.
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked in another thread
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def current() -> _Scope | None:
