@@ -74,6 +74,7 @@ def serve(handler):
 
 @pytest.fixture()
 def ena_server():
+    ENA.served.clear()  # counts this test's downloads only (the retry test serves through ENA too)
     yield from serve(ENA)
 
 
