@@ -37,6 +37,7 @@ onstart:
     # and stop with the rule and the profile key to change (no-op for other executors).
     from bulkfm.execution.preflight import check_snakemake_workflow
 
+    check_spawn_quoting(workflow)  # common.smk: before any job is submitted
     check_snakemake_workflow(workflow)
 
 

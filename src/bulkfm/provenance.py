@@ -93,3 +93,27 @@ def write_provenance(out: Path, *, config: dict, sheet: Path, outputs: list[Path
             for row in checksums(outputs):
                 fh.write(f"{row['path']}\t{row['bytes']}\t{row['sha256']}\n")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bulkfm.provenance``: the workflow's provenance rule as a plain command.
+
+    A shell rule, not ``run:``: Snakemake spawns ``run:`` jobs through a shell command line that
+    it quotes with Python's repr(), which a path holding quotes and ``$(...)`` breaks out of.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bulkfm.provenance", description=main.__doc__)
+    ap.add_argument("outputs", nargs="*", type=Path, help="final outputs to checksum")
+    ap.add_argument("-o", "--out", required=True, type=Path, help="provenance directory to write")
+    ap.add_argument("--config-json", required=True, help="the workflow config as JSON")
+    ap.add_argument("--sheet", required=True, type=Path, help="the sample sheet")
+    ap.add_argument("--repo", required=True, type=Path, help="the workflow checkout (git commit)")
+    args = ap.parse_args(argv)
+    write_provenance(args.out, config=json.loads(args.config_json), sheet=args.sheet,
+                     outputs=args.outputs, repo=args.repo)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from bulkfm.sra.accessions import AccessionError, Kind, classify
+from bulkfm.sra.accessions import PATTERNS, AccessionError, classify
 
 SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESERVED = {"sample", "accession", "fastq_1", "fastq_2", "run"}
@@ -90,16 +91,7 @@ def check_sheet(df: pd.DataFrame, where: str = "sample sheet") -> pd.DataFrame:
             raise SampleSheetError(f"{where}: row {row + 2} {msg}")
     # Accessions are case-insensitive at NCBI/ENA; upper-case before validating (srr123 -> SRR123).
     df = df.assign(accession=df["accession"].str.upper())
-    kinds = pd.Series("local", index=df.index, dtype=object)
-    acc = df.loc[has_acc, "accession"]
-    run_like = acc.str.fullmatch(r"[SED]RR\d{6,11}")
-    kinds.loc[run_like[run_like].index] = Kind.RUN.value
-    for i in run_like[~run_like].index:  # only non-run accessions take the slow path
-        try:
-            kinds.loc[i] = classify(df.at[i, "accession"]).value
-        except AccessionError as exc:
-            raise SampleSheetError(f"{where}: row {i + 2}: {exc}") from None
-    df = df.assign(kind=kinds)
+    df = df.assign(kind=accession_kinds(df["accession"], has_acc, where))
     # Sample names: given, else the run accession, else the FASTQ file stem.
     name = df["sample"].where(df["sample"] != "", df["accession"].where(df["kind"] == "run", ""))
     stems = df["fastq_1"].map(lambda p: re.sub(r"(_R?1)?\.f(ast)?q(\.gz)?$", "", Path(p).name) if p else "")
@@ -109,10 +101,55 @@ def check_sheet(df: pd.DataFrame, where: str = "sample sheet") -> pd.DataFrame:
         i = int(bad.to_numpy().nonzero()[0][0])
         raise SampleSheetError(f"{where}: row {i + 2}: sample name {name.iloc[i]!r} may contain only "
                                "letters, digits, '.', '_' and '-' (it becomes a directory name)")
+    df = df.assign(sample=name)
+    check_same_reads(df, where)  # first: "the same run twice" says more than "the same name twice"
     dup = name[(name != "") & name.duplicated()]
     if len(dup):
         raise SampleSheetError(f"{where}: sample {dup.iloc[0]!r} appears twice; names must be unique")
-    return df.assign(sample=name)
+    return df
+
+
+def accession_kinds(acc: pd.Series, has_acc: pd.Series, where: str) -> pd.Series:
+    """The kind of every row ('local' without an accession), one vectorised regex per kind.
+
+    Every row is checked (500,000 rows in about a second), with the same ASCII-only patterns
+    that :func:`bulkfm.sra.accessions.classify` uses, so that what plans also runs.
+    """
+    kinds = pd.Series("local", index=acc.index, dtype=object)
+    todo = acc[has_acc]
+    for kind, pattern in PATTERNS.items():  # runs first: usually nothing is left after them
+        if todo.empty:
+            break
+        hit = todo.str.fullmatch(pattern.pattern, flags=pattern.flags)
+        kinds[hit[hit].index] = kind.value
+        todo = todo[~hit]
+    if not todo.empty:
+        i = acc.index.get_loc(todo.index[0])
+        try:
+            classify(acc.iloc[i])
+        except AccessionError as exc:
+            raise SampleSheetError(f"{where}: row {i + 2}: {exc}") from None
+        raise AssertionError(f"{acc.iloc[i]!r}: patterns disagree")  # classify uses the same ones
+    return kinds
+
+
+def check_same_reads(df: pd.DataFrame, where: str) -> None:
+    """The same run, or the same FASTQ file, under two sample names would be quantified twice
+    and counted as two samples: stop, naming both rows."""
+    runs = df["accession"].where(df["kind"] == "run", "")
+    files = pd.concat([df["fastq_1"], df["fastq_2"]], ignore_index=True)
+    odd = files.str.contains(r"//|(?:^|/)\.\.?(?:/|$)", regex=True)  # a/./b, a//b, ./a: normalise
+    files[odd] = files[odd].map(os.path.normpath)
+    for values, what in ((runs.reset_index(drop=True), "run"), (files, "FASTQ file")):
+        dup = (values != "") & values.duplicated(keep=False)
+        if dup.any():
+            rows = dup.to_numpy().nonzero()[0] % len(df)
+            first = values[dup].iloc[0]
+            a, b = sorted(int(r) for r in rows[(values[dup] == first).to_numpy()][:2])
+            raise SampleSheetError(
+                f"{where}: rows {a + 2} and {b + 2} (samples {df['sample'].iloc[a]!r} and "
+                f"{df['sample'].iloc[b]!r}) name the same {what} {first!r}: it would be quantified twice "
+                "and counted as two samples; keep one row")
 
 
 def needs_resolution(df: pd.DataFrame) -> bool:

@@ -52,8 +52,12 @@ def test_bad_samples_are_listed_with_reasons_and_good_ones_finish(small_referenc
     empty = tmp_path / "empty.fastq.gz"
     with gzip.open(empty, "wb"):
         pass
-    rows = [f"good\t{r1}\t{r2}", f"truncated\t{truncated}\t{r2}", f"empty\t{empty}\t",
-            f"mismatched\t{r1}\t{other_r2}", f"missing\t{tmp_path / 'nope.fq.gz'}\t"]
+    # copies: the sheet check refuses one FASTQ file under two sample names
+    r2_copy, r1_copy = tmp_path / "copy_R2.fastq.gz", tmp_path / "copy_R1.fastq.gz"
+    shutil.copyfile(r2, r2_copy)
+    shutil.copyfile(r1, r1_copy)
+    rows = [f"good\t{r1}\t{r2}", f"truncated\t{truncated}\t{r2_copy}", f"empty\t{empty}\t",
+            f"mismatched\t{r1_copy}\t{other_r2}", f"missing\t{tmp_path / 'nope.fq.gz'}\t"]
     proc = run_batch(small_reference, tmp_path, rows)
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(tmp_path / "b.tsv", sep="\t").set_index("sample")

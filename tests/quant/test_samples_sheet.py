@@ -39,6 +39,11 @@ def test_studies_need_resolution():
     ([{"fastq_2": "b.fq", "accession": "SRR1234567"}], "fastq_2 without fastq_1"),
     ([{"accession": "SRR1234567", "sample": "../etc"}], "may contain only"),
     ([{"accession": "SRR1234567", "sample": "a"}, {"accession": "SRR7654321", "sample": "a"}], "appears twice"),
+    # the same run or FASTQ under two names would be quantified twice (issue 16)
+    ([{"accession": "SRR1234567", "sample": "a"}, {"accession": "SRR7654321"}, {"accession": "srr1234567", "sample": "c"}],
+     r"rows 2 and 4 \(samples 'a' and 'c'\) name the same run 'SRR1234567'"),
+    ([{"fastq_1": "r/a_1.fq.gz", "fastq_2": "r/a_2.fq.gz"}, {"fastq_1": "./r/a_2.fq.gz", "sample": "b"}],
+     r"rows 2 and 3 \(samples 'a' and 'b'\) name the same FASTQ file 'r/a_2.fq.gz'"),
 ])
 def test_bad_rows_are_rejected_with_the_row(rows, message):
     with pytest.raises(bs.SampleSheetError, match=message):
@@ -61,3 +66,17 @@ def test_read_sheet_from_resolved_runs_table(tmp_path):
     table.to_parquet(tmp_path / "metadata.parquet")
     df = bs.check_sheet(bs.read_sheet(tmp_path / "metadata.parquet"))
     assert df["sample"].tolist() == ["SRR0000001", "SRR0000003"]
+
+
+@pytest.mark.parametrize("bad", ["SRR\uff16\uff18\uff13\uff15\uff18\uff14\uff14", "GSE\uff11\uff12", "SRR12345", "PRJNA12x"])
+def test_every_row_is_checked_not_the_first_thousand(bad):
+    """Row 1002 (the 1001st sample) is checked like row 2, also for non-ASCII digits, which
+    pandas' \\d accepts but the downloader's patterns do not."""
+    rows = [{"accession": f"SRR{1000000 + i}", "sample": f"s{i}"} for i in range(1000)] + [{"accession": bad, "sample": "last"}]
+    with pytest.raises(bs.SampleSheetError, match=r"row 1002: .* is not a valid"):
+        bs.check_sheet(sheet(rows))
+
+
+def test_kinds_of_many_non_run_accessions_are_vectorised():
+    df = bs.check_sheet(sheet([{"accession": f"GSM{100000 + i}"} for i in range(50000)] + [{"accession": "SRX1234567"}]))
+    assert set(df["kind"][:-1]) == {"geo_sample"} and df["kind"].iloc[-1] == "experiment"

@@ -83,13 +83,17 @@ def test_until_on_a_fresh_run_plans_only_upstream(tmp_path, run_snakemake):
 
 
 def test_adding_a_sample_quantifies_only_it(finished, tmp_path, run_snakemake, repo):
-    """Append a sample (a bundled FASTQ pair under a new name): the batch reruns but skips its four
-    finished samples; salmon runs once; the sheet's metadata table, qc and matrix are rebuilt."""
+    """Append a sample (a copy of a bundled FASTQ pair under a new name): the batch reruns but skips
+    its four finished samples; salmon runs once; the sheet's metadata table, qc and matrix are rebuilt.
+    (A copy: the same file under two names is refused by the sheet check.)"""
     sheet = pd.read_csv(repo / "config" / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     new = sheet.iloc[[0]].copy()
     new["sample"] = "ENCSR653DFZ_rep1_again"
     for col in ("fastq_1", "fastq_2"):  # absolute: the sheet lives elsewhere now
-        new[col] = [str(repo / p) for p in new[col]]
+        copies = [tmp_path / f"again_{Path(p).name}" for p in new[col]]
+        for p, c in zip(new[col], copies):
+            shutil.copyfile(repo / p, c)
+        new[col] = [str(c) for c in copies]
         sheet[col] = [str(repo / p) if p else "" for p in sheet[col]]
     grown = tmp_path / "samples_grown.tsv"
     pd.concat([sheet, new]).to_csv(grown, sep="\t", index=False)

@@ -63,23 +63,35 @@ class ENA(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture()
-def ena_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ENA)
+def serve(handler):
+    """Run ``handler`` on 127.0.0.1 (a generator for fixtures): yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
-def test_run_accessions_download_quantify_and_clean_up(ena_server, tmp_path, run_snakemake, demo_run):
+@pytest.fixture()
+def ena_server():
+    ENA.served.clear()  # counts this test's downloads only (the retry test serves through ENA too)
+    yield from serve(ENA)
+
+
+def runs_sheet_and_config(tmp_path: Path, ena: str, demo_run: Path, retries: int) -> tuple[Path, Path]:
+    """The RUNS as a sheet, and a config fetching them from ``ena`` with the demo's index."""
     sheet = tmp_path / "runs.tsv"
     sheet.write_text("accession\n" + "\n".join(RUNS) + "\n")
     cfg = tmp_path / "extra.yaml"
     cfg.write_text(json.dumps({"quant": {"reference": {"index": str(demo_run / "reference" / "salmon_index")}},
-                               "sra": {"download_method": "ena", "retries": 1, "backoff_s": 0.1,
-                                       "endpoints": {"ena_portal": f"{ena_server}/ena/portal/api",
-                                                     "ena_fastq": ena_server}}}))
+                               "sra": {"download_method": "ena", "retries": retries, "backoff_s": 0.1,
+                                       "endpoints": {"ena_portal": f"{ena}/ena/portal/api",
+                                                     "ena_fastq": ena}}}))
+    return sheet, cfg
+
+
+def test_run_accessions_download_quantify_and_clean_up(ena_server, tmp_path, run_snakemake, demo_run):
+    sheet, cfg = runs_sheet_and_config(tmp_path, ena_server, demo_run, retries=1)
     out = tmp_path / "results"
     run_snakemake("--cores", "2", "--configfile", "config/config.yaml", str(cfg),
                   "--config", f"samples={sheet}", f"outdir={out}", "--", f"{out}/qc/qc.tsv")

@@ -13,7 +13,8 @@ try:
     _sheet = bs.check_sheet(bs.read_sheet(SHEET), SHEET)
 except bs.SampleSheetError as exc:
     raise WorkflowError(str(exc))
-# The schema checks columns and types; check_sheet above checks rows (vectorised: 500k rows/s).
+# The schema checks columns and types on the first rows; check_sheet above checks every row
+# (accessions, names, the same run/FASTQ twice; vectorised, 500k rows in seconds).
 validate(_sheet.head(1000), "../schemas/samples.schema.yaml")
 
 # Run accessions and local FASTQ plan offline. Studies/experiments/GEO accessions need the
@@ -32,8 +33,19 @@ def planned_samples():
 
 
 def batch_tables(wildcards):
+    """Each batch's table of its current retry generation: after a run in which samples failed
+    with an error, a table that does not exist yet, so a plain rerun retries them."""
+    from bulkfm.quant.batch import batch_table_name, retry_generation
+
     samples = planned_samples()
-    return expand(f"{OUT}/quant/batches/{{batch}}.tsv", batch=bs.batch_ids(len(samples), BATCH_SIZE))
+    batches = f"{OUT}/quant/batches"
+    return [f"{batches}/{batch_table_name(b, retry_generation(batches, b))}"
+            for b in bs.batch_ids(len(samples), BATCH_SIZE)]
+
+
+wildcard_constraints:
+    batch=r"b\d+",
+    gen=r"\d+",
 
 
 def batch_fastqs(wildcards):
@@ -63,3 +75,23 @@ def provenance_inputs():
 
 def all_targets():
     return provenance_inputs() + [f"{OUT}/provenance"]
+
+
+def check_spawn_quoting(workflow):
+    """Stop a cluster/cloud run whose --config values or paths hold a quote or backslash.
+
+    Those executors re-launch every job as `python -m snakemake ... --config k=v` through a shell,
+    and Snakemake quotes the values with Python's repr(), which a value holding ' (then quoted
+    with "...", so $(...) inside runs) or a backslash escapes. Locally, rules quote every path.
+    """
+    plugin = getattr(workflow, "executor_plugin", None)
+    if plugin is None or not getattr(plugin.common_settings, "non_local_exec", False):
+        return
+    values = [str(v) for v in (workflow.config_settings.config_args or [])] + [OUT, SHEET]
+    bad = [v for v in values if any(c in v for c in "'\\\n\r`")]
+    if bad:
+        raise WorkflowError(
+            f"{bad[0]!r} holds a quote, backslash, backtick or newline: the {plugin.name} executor "
+            "passes config values to its jobs through a shell command line that Snakemake does not "
+            "quote safely. Use an outdir, sample sheet path and --config values without them "
+            "(or run locally, where every rule quotes its paths).")

@@ -27,7 +27,7 @@ if EM["weights"] and EM["proteins_url"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm embed fetch-proteins --url {params.url:q} -o {output} > {log} 2>&1"
+            "bulkfm embed fetch-proteins --url {params.url:q} -o {output:q} > {log:q} 2>&1"
 
 
 if EM["weights"]:
@@ -47,6 +47,8 @@ if EM["weights"]:
         params:
             matrix=f"{OUT}/matrix",
             weights=EM["weights"],
+            # params (not {EM[...]} in the command): a changed value re-embeds
+            opts=["--repr-layer", EM["repr_layer"], "--batch-tokens", EM["batch_tokens"], "--device", EM["device"]],
         threads: EM["threads"]
         resources:
             mem_mb=EM["mem_mb"],
@@ -55,7 +57,6 @@ if EM["weights"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm embed genes --proteins {input.proteins} --genes {params.matrix} "
-            "--weights {params.weights:q} -o {output} --repr-layer {EM[repr_layer]} "
-            "--batch-tokens {EM[batch_tokens]} --device {EM[device]} --threads {threads} "
-            "> {log} 2>&1"
+            "bulkfm embed genes --proteins {input.proteins:q} --genes {params.matrix:q} "
+            "--weights {params.weights:q} -o {output:q} {params.opts:q} --threads {threads} "
+            "> {log:q} 2>&1"

@@ -22,8 +22,11 @@ rule graph:
         f"{BENCH}/graph.tsv"
     params:
         matrix=f"{OUT}/matrix",
-        split=lambda wc, input: f"--split {input.split}" if input.split else "",
-        chunk=f"--chunk-genes {GR['chunk_genes']}" if GR["chunk_genes"] else "",
+        split=lambda wc, input: ["--split", input.split] if input.split else [],
+        chunk=["--chunk-genes", GR["chunk_genes"]] if GR["chunk_genes"] else [],
+        # params (not {GR[...]} in the command): a changed value rebuilds the graph
+        opts=["--top-k", GR["top_k"], "--min-pcc", GR["min_pcc"], "--sign", GR["sign"],
+              "--max-memory-gb", GR["max_memory_gb"], "--device", GR["device"]],
     threads: GR["threads"]
     resources:
         # The budget the command plans with, plus the interpreter and torch.
@@ -33,8 +36,7 @@ rule graph:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm graph build --matrix {params.matrix} {params.split} -o {output.edges} "
-        "--summary {output.summary} --plot {output.plot} --top-k {GR[top_k]} "
-        "--min-pcc {GR[min_pcc]} --sign {GR[sign]} {params.chunk} "
-        "--max-memory-gb {GR[max_memory_gb]} --device {GR[device]} --threads {threads} "
-        "> {log} 2>&1"
+        "bulkfm graph build --matrix {params.matrix:q} {params.split:q} -o {output.edges:q} "
+        "--summary {output.summary:q} --plot {output.plot:q} {params.opts:q} {params.chunk:q} "
+        "--threads {threads} "
+        "> {log:q} 2>&1"

@@ -15,7 +15,7 @@ if MX["archs4"]:
         benchmark:
             f"{BENCH}/matrix.tsv"
         params:
-            gene_table=lambda wc, input: f"--gene-table {input.gene_table}" if input.gene_table else "",
+            gene_table=lambda wc, input: ["--gene-table", input.gene_table] if input.gene_table else [],
             types=",".join(MX["gene_types"]) or "all",
         resources:
             mem_mb=8000,
@@ -23,8 +23,8 @@ if MX["archs4"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm matrix import-archs4 {input.h5} {params.gene_table} --gene-types {params.types} "
-            "-o {output} > {log} 2>&1"
+            "bulkfm matrix import-archs4 {input.h5:q} {params.gene_table:q} --gene-types {params.types:q} "
+            "-o {output:q} > {log:q} 2>&1"
 
 else:
 
@@ -44,13 +44,13 @@ else:
             quant=f"{OUT}/quant",
             types=",".join(MX["gene_types"]) or "all",
             cfa=MX["counts_from_abundance"],
-            renorm="" if MX["renormalize_tpm"] else "--no-renormalize-tpm",
+            renorm=[] if MX["renormalize_tpm"] else ["--no-renormalize-tpm"],
         resources:
             mem_mb=8000,
             runtime=240,
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm matrix build --qc {input.qc} --quant-dir {params.quant} "
-            "--reference {input.reference} --metadata {input.metadata} --gene-types {params.types} "
-            "--counts-from-abundance {params.cfa} {params.renorm} -o {output} > {log} 2>&1"
+            "bulkfm matrix build --qc {input.qc:q} --quant-dir {params.quant:q} "
+            "--reference {input.reference:q} --metadata {input.metadata:q} --gene-types {params.types:q} "
+            "--counts-from-abundance {params.cfa:q} {params.renorm:q} -o {output:q} > {log:q} 2>&1"

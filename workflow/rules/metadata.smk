@@ -19,7 +19,7 @@ rule metadata_harmonize:
         f"{BENCH}/metadata_harmonize.tsv"
     params:
         cfg=json.dumps(MD),
-        reviewed=lambda wc, input: f"--reviewed {input.reviewed}" if input.reviewed else "",
+        reviewed=lambda wc, input: ["--reviewed", input.reviewed] if input.reviewed else [],
     threads: 2
     resources:
         mem_mb=6000,
@@ -27,9 +27,9 @@ rule metadata_harmonize:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm metadata harmonize {input.table} -o {output.parquet} --wide {output.tsv} "
-        "--review {output.review} --llm-report {output.llm} {params.reviewed} --threads {threads} "
-        "--config {params.cfg:q} > {log} 2>&1"
+        "bulkfm metadata harmonize {input.table:q} -o {output.parquet:q} --wide {output.tsv:q} "
+        "--review {output.review:q} --llm-report {output.llm:q} {params.reviewed:q} --threads {threads} "
+        "--config {params.cfg:q} > {log:q} 2>&1"
 
 
 rule metadata_bias:
@@ -57,8 +57,8 @@ rule metadata_bias:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm metadata bias {input.harmonized} --input {input.table} --outdir {output.plots} "
-        "--summary {output.summary} > {log} 2>&1"
+        "bulkfm metadata bias {input.harmonized:q} --input {input.table:q} --outdir {output.plots:q} "
+        "--summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule metadata_impute_sex:
@@ -82,5 +82,5 @@ rule metadata_impute_sex:
         "../../envs/bulkfm.yaml"
     shell:
         # a matrix without XIST/chrY genes (the chr19 demo) yields an empty table + the reason
-        "bulkfm metadata impute-sex --matrix {input.matrix} --labels {input.harmonized} -o {output.table} "
-        "--report {output.report} --plot {output.plot} --merged {output.merged} --allow-missing-genes > {log} 2>&1"
+        "bulkfm metadata impute-sex --matrix {input.matrix:q} --labels {input.harmonized:q} -o {output.table:q} "
+        "--report {output.report:q} --plot {output.plot:q} --merged {output.merged:q} --allow-missing-genes > {log:q} 2>&1"

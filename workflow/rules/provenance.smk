@@ -1,4 +1,6 @@
 # provenance: config snapshot, sample sheet, tool versions, checksums of the final outputs.
+# A shell rule: Snakemake re-launches run: jobs through a shell line it does not quote safely.
+import sys
 
 
 rule provenance:
@@ -8,13 +10,15 @@ rule provenance:
         directory(f"{OUT}/provenance"),
     log:
         f"{LOGS}/provenance.log",
+    params:
+        # the interpreter running this workflow, which imports bulkfm (common.smk does)
+        python=sys.executable,
+        cfg=json.dumps(config),
+        sheet=SHEET,
+        repo=workflow.basedir,
     resources:
         mem_mb=1000,
         runtime=60,
-    run:
-        from pathlib import Path
-
-        from bulkfm.provenance import write_provenance
-
-        write_provenance(Path(output[0]), config=config, sheet=Path(SHEET),
-                         outputs=[Path(p) for p in input], repo=Path(workflow.basedir))
+    shell:
+        "{params.python:q} -m bulkfm.provenance {input:q} -o {output:q} --config-json {params.cfg:q} "
+        "--sheet {params.sheet:q} --repo {params.repo:q} > {log:q} 2>&1"

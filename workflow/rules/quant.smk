@@ -16,8 +16,8 @@ rule salmon_index:
     benchmark:
         f"{BENCH}/salmon_index.tsv"
     params:
-        genome=lambda wc, input: f"--genome {input.genome}" if input.genome else "",
-        gencode="--gencode" if REF["gencode"] else "",
+        genome=lambda wc, input: ["--genome", input.genome] if input.genome else [],
+        gencode=["--gencode"] if REF["gencode"] else [],
         kmer=REF["kmer"],
     threads: config["quant"]["index_threads"]
     resources:
@@ -26,8 +26,8 @@ rule salmon_index:
     conda:
         "../../envs/salmon.yaml"
     shell:
-        "bulkfm quant index --transcripts {input.transcripts} {params.genome} {params.gencode} "
-        "--kmer {params.kmer} --threads {threads} -o {output} > {log} 2>&1"
+        "bulkfm quant index --transcripts {input.transcripts:q} {params.genome:q} {params.gencode:q} "
+        "--kmer {params.kmer:q} --threads {threads} -o {output:q} > {log:q} 2>&1"
 
 
 rule reference_genes:
@@ -40,16 +40,16 @@ rule reference_genes:
     log:
         f"{LOGS}/reference_genes.log",
     params:
-        tx2gene=lambda wc, input: f"--tx2gene {input.tx2gene}" if input.tx2gene else "",
-        gene_table=lambda wc, input: f"--gene-table {input.gene_table}" if input.gene_table else "",
+        tx2gene=lambda wc, input: ["--tx2gene", input.tx2gene] if input.tx2gene else [],
+        gene_table=lambda wc, input: ["--gene-table", input.gene_table] if input.gene_table else [],
     resources:
         mem_mb=4000,
         runtime=20,
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm quant genes --transcripts {input.transcripts} {params.tx2gene} {params.gene_table} "
-        "-o {output} > {log} 2>&1"
+        "bulkfm quant genes --transcripts {input.transcripts:q} {params.tx2gene:q} {params.gene_table:q} "
+        "-o {output:q} > {log:q} 2>&1"
 
 
 rule quant_batch:
@@ -69,12 +69,12 @@ rule quant_batch:
         batch_size=BATCH_SIZE,
         outdir=f"{OUT}/quant",
         fastq_dir=f"{OUT}/fastq",
-        keep=lambda wc: "--keep-fastq" if config["sra"]["keep_fastq"] else "",
-        check=lambda wc: "" if QC["check_fastq"] else "--no-check-fastq",
-        qc=(f"--min-mapping-rate {QC['min_mapping_rate']} --min-reads {QC['min_reads']} "
-            f"--min-mapped {QC['min_mapped']} --library-type {QC['library_type']}"),
-        extra=(f"--libtype {config['quant']['libtype']} --on-error {config['quant']['on_error']} "
-               f"--transcript-quant {config['quant']['transcript_quant']}"),
+        keep=lambda wc: ["--keep-fastq"] if config["sra"]["keep_fastq"] else [],
+        check=lambda wc: [] if QC["check_fastq"] else ["--no-check-fastq"],
+        qc=["--min-mapping-rate", QC["min_mapping_rate"], "--min-reads", QC["min_reads"],
+            "--min-mapped", QC["min_mapped"], "--library-type", QC["library_type"]],
+        extra=["--libtype", config["quant"]["libtype"], "--on-error", config["quant"]["on_error"],
+               "--transcript-quant", config["quant"]["transcript_quant"]],
         sra=json.dumps(config["sra"]),
     threads: config["quant"]["threads"]
     resources:
@@ -83,11 +83,21 @@ rule quant_batch:
     conda:
         "../../envs/salmon.yaml"
     shell:
-        "bulkfm quant batch --sheet {input.sheet} --batch {wildcards.batch} "
-        "--batch-size {params.batch_size} --index {input.index} --reference {input.reference} "
-        "--outdir {params.outdir} --fastq-dir {params.fastq_dir} -o {output} --threads {threads} "
-        "{params.qc} {params.extra} {params.keep} {params.check} --sra-config {params.sra:q} "
-        "> {log} 2>&1"
+        "bulkfm quant batch --sheet {input.sheet:q} --batch {wildcards.batch:q} "
+        "--batch-size {params.batch_size:q} --index {input.index:q} --reference {input.reference:q} "
+        "--outdir {params.outdir:q} --fastq-dir {params.fastq_dir:q} -o {output:q} --threads {threads} "
+        "{params.qc:q} {params.extra:q} {params.keep:q} {params.check:q} --sra-config {params.sra:q} "
+        "> {log:q} 2>&1"
+
+
+# The same job for a batch's retry generation (see batch_tables in common.smk).
+use rule quant_batch as quant_batch_retry with:
+    output:
+        f"{OUT}/quant/batches/{{batch}}.r{{gen}}.tsv",
+    log:
+        f"{LOGS}/quant_batch/{{batch}}.r{{gen}}.log",
+    benchmark:
+        f"{BENCH}/quant_batch/{{batch}}.r{{gen}}.tsv"
 
 
 rule quant_qc:
@@ -106,7 +116,7 @@ rule quant_qc:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm quant qc {input} --qc {output.qc} --failed {output.failed} > {log} 2>&1"
+        "bulkfm quant qc {input:q} --qc {output.qc:q} --failed {output.failed:q} > {log:q} 2>&1"
 
 
 rule multiqc:
@@ -129,5 +139,5 @@ rule multiqc:
         "../../envs/bulkfm.yaml"
     shell:
         "multiqc --force --no-ansi --module salmon --title bulkfm --filename multiqc_report.html "
-        "-o {params.outdir} "
-        "{params.samples} > {log} 2>&1"
+        "-o {params.outdir:q} "
+        "{params.samples:q} > {log:q} 2>&1"

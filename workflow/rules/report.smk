@@ -19,7 +19,10 @@ rule evaluate:
         train=f"{OUT}/train",
         matrix=f"{OUT}/matrix",
         out=f"{OUT}/evaluate",
-        labels=lambda wc, input: f"--labels {input.labels}" if input.labels else "",
+        labels=lambda wc, input: ["--labels", input.labels] if input.labels else [],
+        # params (not {EV[...]} in the command): a changed value re-evaluates
+        opts=["--batch-size", EV["batch_size"], "--knn-k", EV["knn_k"], "--max-samples", EV["max_samples"],
+              "--seed", EV["seed"], "--probe-repeats", EV["probe_repeats"]],
     threads: EV["threads"]
     resources:
         mem_mb=EV["mem_mb"],
@@ -27,10 +30,8 @@ rule evaluate:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm evaluate {params.train} --matrix {params.matrix} {params.labels} "
-        "-o {params.out} --batch-size {EV[batch_size]} --knn-k {EV[knn_k]} "
-        "--max-samples {EV[max_samples]} --seed {EV[seed]} --probe-repeats {EV[probe_repeats]} "
-        "--no-progress > {log} 2>&1"
+        "bulkfm evaluate {params.train:q} --matrix {params.matrix:q} {params.labels:q} "
+        "-o {params.out:q} {params.opts:q} --no-progress > {log:q} 2>&1"
 
 
 rule report:
@@ -51,5 +52,5 @@ rule report:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm report --train {params.train} --evaluate {params.evaluate} -o {params.out} "
-        "> {log} 2>&1"
+        "bulkfm report --train {params.train:q} --evaluate {params.evaluate:q} -o {params.out:q} "
+        "> {log:q} 2>&1"

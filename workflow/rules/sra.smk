@@ -21,4 +21,4 @@ checkpoint sra_metadata:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm sra resolve --sheet {input.sheet} -o {output.table} --config {params.sra:q} > {log} 2>&1"
+        "bulkfm sra resolve --sheet {input.sheet:q} -o {output.table:q} --config {params.sra:q} > {log:q} 2>&1"

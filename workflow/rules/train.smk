@@ -7,8 +7,9 @@ TR = config["train"]
 _TRAIN_WORKFLOW_KEYS = {"threads", "nproc", "gpu", "mem_mb", "runtime"}
 
 
-def train_launcher(nproc: int) -> str:
-    return f"torchrun --standalone --nproc_per_node {nproc} -m bulkfm.cli" if nproc > 1 else "bulkfm"
+def train_launcher(nproc: int) -> list[str]:
+    """The command's words (each is shell-quoted by {params.launch:q})."""
+    return ["torchrun", "--standalone", "--nproc_per_node", str(nproc), "-m", "bulkfm.cli"] if nproc > 1 else ["bulkfm"]
 
 
 def train_config_json():
@@ -26,15 +27,18 @@ rule split:
         f"{BENCH}/split.tsv"
     params:
         matrix=f"{OUT}/matrix",
+        groups=f"{OUT}/matrix/samples.parquet",
+        # params, not {TR[...]} in the command: a changed value reruns the split (and training);
+        # Snakemake's code trigger sees only the command template.
+        opts=["--val-fraction", TR["val_fraction"], "--test-fraction", TR["test_fraction"], "--seed", TR["seed"]],
     resources:
         mem_mb=1000,
         runtime=10,
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm split --samples {params.matrix} --groups {params.matrix}/samples.parquet "
-        "--val-fraction {TR[val_fraction]} --test-fraction {TR[test_fraction]} "
-        "--seed {TR[seed]} -o {output} > {log} 2>&1"
+        "bulkfm split --samples {params.matrix:q} --groups {params.groups:q} {params.opts:q} "
+        "-o {output:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -57,8 +61,8 @@ rule train:
         matrix=f"{OUT}/matrix",
         out=f"{OUT}/train",
         cfg=train_config_json(),
-        graph=lambda wc, input: f"--graph {input.graph}" if input.graph else "",
-        esm2=lambda wc, input: f"--esm2 {input.esm2}" if input.esm2 else "",
+        graph=lambda wc, input: ["--graph", input.graph] if input.graph else [],
+        esm2=lambda wc, input: ["--esm2", input.esm2] if input.esm2 else [],
         # One process per GPU of the job (resources.gpu), else train.nproc CPU processes (gloo).
         launch=lambda wc, resources: train_launcher(int(resources.gpu) or TR["nproc"]),
     threads: TR["threads"]
@@ -69,6 +73,6 @@ rule train:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "{params.launch} train --matrix {params.matrix} --splits {input.split} "
-        "--out {params.out} --config-json {params.cfg:q} {params.graph} {params.esm2} "
-        "--on-config-change restart --no-progress > {log} 2>&1"
+        "{params.launch:q} train --matrix {params.matrix:q} --splits {input.split:q} "
+        "--out {params.out:q} --config-json {params.cfg:q} {params.graph:q} {params.esm2:q} "
+        "--on-config-change restart --no-progress > {log:q} 2>&1"

@@ -62,21 +62,36 @@ def read_labels(path: str | os.PathLike[str], samples: list[str]) -> pd.DataFram
 
 
 def _held_out(train_dir: Path, samples: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
-    """(held-out rows, train rows, protocol)."""
+    """(held-out rows, train rows, protocol).
+
+    The held-out split is the run's test split (val if it has none), chosen from splits.tsv as
+    written, not from what the matrix happens to hold: held-out samples missing from the matrix
+    are named in a warning and in the protocol, and none present is an error.
+    """
     split_path = train_dir / "splits.tsv"
     pos = {s: i for i, s in enumerate(samples)}
     if split_path.exists():
         split = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
-        split = split[split["sample_id"].isin(pos)]
-        if len(split):
-            train = np.array(sorted(pos[s] for s in split.loc[split["split"] == "train",
-                                                              "sample_id"]), dtype=np.int64)
+        if split["sample_id"].isin(pos).any():
+            train = np.array(sorted(pos[s] for s in split.loc[split["split"] == "train", "sample_id"]
+                                    if s in pos), dtype=np.int64)
             for name in ("test", "val"):
                 rows = split.loc[split["split"] == name, "sample_id"]
-                if len(rows):
-                    return (np.array(sorted(pos[s] for s in rows), dtype=np.int64), train,
-                            f"{name} split of {split_path}")
-            raise DataError(f"{split_path}: no test or val samples in this matrix; nothing is "
+                if not len(rows):
+                    continue
+                missing = [s for s in rows if s not in pos]
+                protocol = f"{name} split of {split_path}"
+                if len(missing) == len(rows):
+                    raise DataError(f"{split_path}: none of the {len(rows)} {name} samples is in this "
+                                    f"matrix (e.g. {', '.join(missing[:5])}); evaluate on the matrix "
+                                    "the model was trained from, or rerun the split")
+                if missing:
+                    shown = ", ".join(missing[:20]) + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
+                    log.warning("%d of %d %s samples are not in the matrix and are not scored: %s",
+                                len(missing), len(rows), name, shown)
+                    protocol += f"; {len(missing)} of {len(rows)} missing from the matrix: {shown}"
+                return (np.array(sorted(pos[s] for s in rows if s in pos), dtype=np.int64), train, protocol)
+            raise DataError(f"{split_path}: no test or val samples; nothing is "
                             "held out (rerun the split with test_fraction > 0)")
     return np.arange(len(samples)), np.zeros(0, np.int64), "all samples (new matrix)"
 

@@ -241,6 +241,9 @@ class ParquetGeneTable:
             raise ValueError(f"{self.path}: no {self.gene_column!r} column; expected a gene x "
                              "sample table with a gene column and one column per sample")
         self.samples = [c for c in names if c != self.gene_column and not c.startswith("__")]
+        if not self.samples:
+            raise EmptyMatrixError(f"{self.path}: no sample columns beside {self.gene_column!r}: "
+                                   "the matrix has 0 samples; nothing to split, train or evaluate")
         genes = self._file.read(columns=[self.gene_column]).column(0).to_pylist()
         self.genes = [str(g) for g in genes]
         if len(set(self.genes)) != len(self.genes):
@@ -326,15 +329,25 @@ def _decode(values: np.ndarray) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+class EmptyMatrixError(ValueError):
+    """A matrix with no samples (a ValueError, so the stage CLIs print it without a traceback)."""
+
+
 def open_matrix(path: str | os.PathLike[str], transform: Transform = "auto") -> ExpressionMatrix:
     """Open any supported matrix by what it is: a store directory, ``.parquet`` or ``.h5``."""
     path = Path(path)
+    matrix: ExpressionMatrix | None = None
     if path.is_dir():
-        return MatrixStore(path)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return ParquetGeneTable(path, transform=transform)
-    if suffix in (".h5", ".hdf5"):
-        return Archs4H5(path)
+        matrix = MatrixStore(path)
+    elif path.suffix.lower() == ".parquet":
+        matrix = ParquetGeneTable(path, transform=transform)
+    elif path.suffix.lower() in (".h5", ".hdf5"):
+        matrix = Archs4H5(path)
+    if matrix is not None:
+        if matrix.shape[0] == 0:  # every later step indexes samples: say so here, not IndexError
+            raise EmptyMatrixError(f"{path}: the matrix has 0 samples; nothing to split, train or "
+                                   "evaluate (from the workflow: every sample failed QC, see "
+                                   "qc/failed.tsv)")
+        return matrix
     raise ValueError(f"{path}: unknown matrix format; give a bulkfm matrix directory, a .parquet "
                      "gene x sample table or an ARCHS4-style .h5")

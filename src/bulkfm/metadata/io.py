@@ -4,6 +4,10 @@ Input (the stable contract): JSONL, Parquet or TSV with ``sample_id`` and either
 (an object of raw key -> value, or its JSON text) or ``text`` (free text). The SRA stage's
 ``sra/metadata.parquet`` is accepted as is: ``run`` is the sample id when ``sample_id`` is absent,
 and its library_* / instrument / title / description columns are used as SRA fields.
+
+Nothing is accepted silently: a repeated ``sample_id``, a ``sample_id`` that is not a string or
+number, ``attributes`` that are not key -> value, and bytes that are not UTF-8 each stop the
+read with an :class:`InputError` naming the file, the line/row and the fix.
 """
 
 from __future__ import annotations
@@ -52,11 +56,15 @@ def _attributes(raw, where: str) -> dict[str, str]:
                              "write an object of raw key -> value, e.g. {\"tissue\": \"lung\"}") from None
     elif isinstance(raw, list):  # [[key, value], ...] or [{'key':..,'value':..}]
         obj = {}
-        for item in raw:
+        for i, item in enumerate(raw):
             if isinstance(item, dict) and "key" in item:
                 obj[item["key"]] = item.get("value")
             elif isinstance(item, (list, tuple)) and len(item) == 2:
                 obj[item[0]] = item[1]
+            else:  # a bare list of values has no keys: nothing says which is the tissue
+                raise InputError(f"{where}: 'attributes' item {i} is {str(item)[:60]!r}, not a [key, value] "
+                                 "pair or {\"key\": ..., \"value\": ...}; write attributes as an object "
+                                 "of raw key -> value, e.g. {\"tissue\": \"lung\"}")
     else:
         raise InputError(f"{where}: 'attributes' must be an object of raw key -> value, got {type(raw).__name__}")
     if not isinstance(obj, dict):
@@ -71,28 +79,63 @@ def _attributes(raw, where: str) -> dict[str, str]:
     return out
 
 
+def _sample_id(row: dict, where: str) -> str | None:
+    for key in ("sample_id", "run"):
+        v = row.get(key)
+        if isinstance(v, bytes):
+            v = _utf8(v, where)
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        if isinstance(v, bool) or (v is not None and not isinstance(v, (str, int))):
+            raise InputError(f"{where}: '{key}' must be a string, got {type(v).__name__} {str(v)[:60]!r}; "
+                             "give one id per row")
+        v = _clean(v)
+        if v is not None:
+            return v
+    return None
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8; "
+                         "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
 def _from_mapping(row: dict, where: str) -> RawRecord:
-    sid = _clean(row.get("sample_id")) or _clean(row.get("run"))
+    sid = _sample_id(row, where)
     if sid is None:
         raise InputError(f"{where}: no sample_id (or run) value; every row needs one")
     if "attributes" not in row and "text" not in row:
         raise InputError(f"{where}: needs an 'attributes' or a 'text' column/key (sample {sid})")
-    attrs = _attributes(row.get("attributes"), f"{where} (sample {sid})")
+    raw = row.get("attributes")
+    attrs = _attributes(_utf8(raw, where) if isinstance(raw, bytes) else raw, f"{where} (sample {sid})")
     text = _clean(row.get("text")) or ""
     sra = {c: str(row[c]) for c in SRA_COLUMNS if _clean(row.get(c)) is not None}
     return RawRecord(sample_id=sid, attributes=attrs, text=text, sra=sra)
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[RawRecord]:
-    """Stream RawRecords from JSONL(.gz), Parquet or TSV/CSV."""
-    path = Path(path)
+    """Stream RawRecords from JSONL(.gz), Parquet or TSV/CSV; a sample id seen twice is an error."""
+    seen: dict[str, str] = {}  # sample id -> where it was first seen
+    for rec, where in _read_records(Path(path)):
+        first = seen.setdefault(rec.sample_id, where)
+        if first is not where:
+            raise InputError(f"{where}: sample_id {rec.sample_id!r} appears again (first at {first}); "
+                             "ids must be unique: merge the rows' attributes into one, or rename one")
+        yield rec
+
+
+def _read_records(path: Path) -> Iterator[tuple[RawRecord, str]]:
     if not path.is_file():
         raise InputError(f"input not found: {path}")
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
         opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
+        with opener(path, "rb") as fh:
+            for n, raw_line in enumerate(fh, 1):
+                line = _utf8(raw_line, f"{path}:{n}")
                 if not line.strip():
                     continue
                 try:
@@ -101,7 +144,8 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[RawRecord]:
                     raise InputError(f"{path}:{n}: not valid JSON ({exc.msg}); one object per line") from None
                 if not isinstance(row, dict):
                     raise InputError(f"{path}:{n}: each line must be a JSON object")
-                yield _from_mapping(row, f"{path}:{n}")
+                where = f"{path}:{n}"
+                yield _from_mapping(row, where), where
         return
     if name.endswith(".parquet"):
         pf = pq.ParquetFile(path)
@@ -111,18 +155,33 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[RawRecord]:
         for batch in pf.iter_batches(batch_size=10000):
             for row in batch.to_pylist():
                 n += 1
-                yield _from_mapping(row, f"{path} row {n}")
+                where = f"{path} row {n}"
+                yield _from_mapping(row, where), where
         return
     if name.endswith((".tsv", ".tsv.gz", ".txt", ".csv", ".csv.gz")):
         sep = "," if ".csv" in name else "\t"
         n = 0
-        for chunk in pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=10000):
-            _check_columns(set(chunk.columns), path)
-            for row in chunk.to_dict("records"):
-                n += 1
-                yield _from_mapping(row, f"{path} row {n}")
+        try:
+            for chunk in pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=10000,
+                                     encoding="utf-8"):
+                _check_columns(set(chunk.columns), path)
+                for row in chunk.to_dict("records"):
+                    n += 1
+                    where = f"{path}:{n + 1} (row {n})"
+                    yield _from_mapping(row, where), where
+        except UnicodeDecodeError:
+            _raise_first_non_utf8_line(path)
+            raise
         return
     raise InputError(f"{path}: unknown input format; use .jsonl, .parquet or .tsv")
+
+
+def _raise_first_non_utf8_line(path: Path) -> None:
+    """Find the line pandas could not decode (it reports only a byte offset in a buffer)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for n, raw_line in enumerate(fh, 1):
+            _utf8(raw_line, f"{path}:{n}")
 
 
 def _check_columns(cols: set[str], path: Path) -> None:

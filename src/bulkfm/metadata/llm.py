@@ -7,10 +7,12 @@ because not every server enforces schemas. Untrusted raw text goes into the user
 JSON string value, never into the instructions.
 
 Cost control: one request per unique (field, raw text) question, answers cached on disk by
-hash(messages, model, schema), bounded concurrency, retries with exponential backoff for
+hash(base_url, model, prompt version, messages, schema), bounded concurrency, retries with exponential backoff for
 429/5xx/timeouts/malformed JSON, a per-run call budget, and a report of calls, tokens and cost.
 The API key is read from the environment and handed to the client only; it is never logged,
-cached or written.
+cached or written. The cache is not trusted either: a cached answer is validated exactly like a
+fresh one (candidates, index, ontology, obsolete), and an entry that fails is deleted and the
+question asked again, so an edited cache file cannot put an ID into the output.
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bulkfm.common.atomic import atomic_path
+from bulkfm.common.deadline import total_deadline
 from bulkfm.metadata.ontology import TermIndex, cache_dir, prefix_of
 from bulkfm.metadata.resources import prompt as load_prompt
 from bulkfm.metadata.schema import FIELD_ONTOLOGIES
 
 log = logging.getLogger(__name__)
 MAX_RAW_CHARS = 2000  # a title longer than this is truncated before it reaches the model
+# Part of every cache key: bump it when the request format or the way answers are read changes,
+# so that answers given to an older prompt are not reused (the prompt text is keyed as well).
+PROMPT_VERSION = 2
 
 
 @dataclass
@@ -42,7 +48,8 @@ class LLMConfig:
     api_key_env: tuple[str, ...] = ("BULKFM_LLM_API_KEY", "OPENAI_API_KEY")
     max_calls: int = 1000  # per run
     concurrency: int = 4
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # total per request (connect to last byte), not per read
+    run_timeout_s: float = 3600.0  # all LLM work of one run; questions left then are not asked
     max_retries: int = 3
     backoff_s: float = 1.0
     price_in_per_1k: float = 0.00015  # USD per 1k prompt tokens (for the estimate only)
@@ -87,6 +94,7 @@ class LLMReport:
     none_answers: int = 0
     rejected: Counter = field(default_factory=Counter)  # reason -> count
     skipped_budget: int = 0
+    skipped_deadline: int = 0  # questions not asked because run_timeout_s had passed
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated_cost_usd: float = 0.0
@@ -127,6 +135,7 @@ class LLMChooser:
         self.cache = cache_dir(config.cache) / "llm"
         self._lock = threading.Lock()
         self._client = None
+        self._run_end = float("inf")  # monotonic time after which no question is asked
 
     # ---------------------------------------------------------------- client
     def _api_key(self) -> str:
@@ -141,8 +150,15 @@ class LLMChooser:
         if self._client is None:
             import openai
 
+            import httpx2
+
+            from bulkfm.common.deadline import httpx_transport
+
+            # per-read timeouts alone let a server dripping a byte a second hold a request
+            # forever: the transport also enforces the total deadline _ask sets per request
+            http = httpx2.Client(transport=httpx_transport(), timeout=self.config.timeout_s)
             self._client = openai.OpenAI(base_url=self.config.base_url, api_key=self._api_key(),
-                                         timeout=self.config.timeout_s, max_retries=0)
+                                         timeout=self.config.timeout_s, max_retries=0, http_client=http)
         return self._client
 
     # ---------------------------------------------------------------- answers
@@ -173,8 +189,34 @@ class LLMChooser:
         return tid, None
 
     def _cache_path(self, messages: list[dict], schema: dict) -> Path:
-        key = hashlib.sha256(json.dumps([messages, self.config.model, schema], sort_keys=True).encode()).hexdigest()
+        """One file per (endpoint, model, prompt version, question): another server or model
+        never answers from this one's cache. The messages hold the field, raw text and candidates."""
+        key = hashlib.sha256(json.dumps({"base_url": (self.config.base_url or "").rstrip("/"),
+                                         "model": self.config.model, "prompt_version": PROMPT_VERSION,
+                                         "messages": messages, "schema": schema},
+                                        sort_keys=True).encode()).hexdigest()
         return self.cache / key[:2] / f"{key}.json"
+
+    def _cached(self, q: Question, path: Path) -> tuple[bool, str | None]:
+        """(hit, id) from the cache; an entry that fails validation is deleted (asked again)."""
+        try:
+            cached = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            reason = "unreadable"
+        else:
+            if not isinstance(cached, dict) or cached.get("field") != q.field:
+                reason = "answer does not match the schema"
+            else:
+                tid, reason = self.validate(q, json.dumps({"id": cached.get("id")}))
+                if reason is None:
+                    with self._lock:
+                        self.report.cache_hits += 1
+                    return True, tid
+        with self._lock:
+            self.report.rejected[f"cached answer: {reason}"] += 1
+        log.warning("LLM cache entry %s for field %s rejected (%s): deleted, asking again", path.name, q.field, reason)
+        path.unlink(missing_ok=True)
+        return False, None
 
     def _ask(self, q: Question) -> tuple[Question, str | None]:
         import openai
@@ -183,14 +225,13 @@ class LLMChooser:
         messages = messages_for(q, self.system_prompt)
         path = self._cache_path(messages, schema)
         if path.is_file():
-            try:
-                cached = json.loads(path.read_text())
-                with self._lock:
-                    self.report.cache_hits += 1
-                return q, cached.get("id")
-            except (OSError, json.JSONDecodeError):
-                pass  # a damaged cache entry is asked again
+            hit, tid = self._cached(q, path)
+            if hit:
+                return q, tid
         with self._lock:
+            if time.monotonic() >= self._run_end:
+                self.report.skipped_deadline += 1
+                return q, None
             if self.report.calls >= self.config.max_calls:
                 self.report.skipped_budget += 1
                 return q, None
@@ -198,14 +239,22 @@ class LLMChooser:
         attempt = 0
         while True:
             reason = None
+            left = self._run_end - time.monotonic()
+            if left <= 0:
+                with self._lock:
+                    self.report.skipped_deadline += 1
+                log.warning("LLM run deadline (run_timeout_s=%gs) passed: field %s not asked",
+                            self.config.run_timeout_s, q.field)
+                return q, None
             try:
-                resp = self.client.chat.completions.create(
-                    model=self.config.model,
-                    messages=messages,
-                    temperature=0,
-                    response_format={"type": "json_schema",
-                                     "json_schema": {"name": "ontology_choice", "strict": True, "schema": schema}},
-                )
+                with total_deadline(min(self.config.timeout_s, left), "LLM request"):
+                    resp = self.client.chat.completions.create(
+                        model=self.config.model,
+                        messages=messages,
+                        temperature=0,
+                        response_format={"type": "json_schema",
+                                         "json_schema": {"name": "ontology_choice", "strict": True, "schema": schema}},
+                    )
                 usage = getattr(resp, "usage", None)
                 with self._lock:
                     if usage is not None:
@@ -246,14 +295,19 @@ class LLMChooser:
         self.report.questions += len(questions)
         if not self.config.enabled or not questions:
             return {}
+        if self._run_end == float("inf"):  # the run's clock starts at its first question
+            self._run_end = time.monotonic() + self.config.run_timeout_s
         out: dict[Question, str | None] = {}
-        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, self.config.concurrency))
+        try:
             for q, tid in pool.map(self._ask, questions):
                 out[q] = tid
                 if tid is None:
                     self.report.none_answers += 1
                 else:
                     self.report.answered += 1
+        finally:  # on SIGTERM/Ctrl-C: drop the questions not started (running ones end by their deadline)
+            pool.shutdown(wait=True, cancel_futures=True)
         r = self.report
         r.estimated_cost_usd = round(r.prompt_tokens / 1000 * self.config.price_in_per_1k
                                      + r.completion_tokens / 1000 * self.config.price_out_per_1k, 6)

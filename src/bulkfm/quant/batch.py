@@ -7,7 +7,9 @@ it stopped. Downloaded FASTQ is deleted right after its sample is quantified (un
 
 A sample that fails (bad FASTQ, download error, Salmon error) is recorded with the reason and
 the fix, and the rest of the batch goes on (``on_error: exclude``), or the job stops at once
-(``on_error: fail``). Failed samples are never marked done, so a rerun tries them again.
+(``on_error: fail``). Failed samples are never marked done, and are listed in ``{batch}.retry``
+beside the batch table, from which the workflow forces the batch to run again on the next plain
+run (its finished samples are skipped), so a rerun tries them again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -165,4 +168,47 @@ def run_batch(samples: list[Sample], settings: BatchSettings, out_tsv: Path,
     table = pd.DataFrame.from_records(records).reindex(columns=BATCH_COLUMNS)
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
+    write_retry_marker(out_tsv, table)
     return table
+
+
+# Retries. A batch whose samples failed with an error (download, FASTQ, Salmon) must run again on
+# the next plain run, but its table exists and is newer than its inputs, so Snakemake would not
+# rerun it. The workflow therefore asks for the table of the batch's current *generation*:
+# ``b00000.tsv`` first, ``b00000.r1.tsv`` after one run with errors, ``b00000.r2.tsv``... A run
+# with errors bumps the generation in ``b00000.retry`` (a missing table: the next run retries,
+# skipping finished samples); a clean run leaves it, so nothing reruns after a success.
+# QC failures are results, not errors, and are not retried.
+_GENERATION = re.compile(r"^(b\d+)(?:\.r(\d+))?\.tsv$")
+
+
+def retry_marker(batches_dir: Path, batch: str) -> Path:
+    return Path(batches_dir) / f"{batch}.retry"
+
+
+def retry_generation(batches_dir: Path, batch: str) -> int:
+    """The generation whose table the workflow needs for ``batch`` (0 = ``{batch}.tsv``)."""
+    try:
+        return int(retry_marker(batches_dir, batch).read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def batch_table_name(batch: str, generation: int) -> str:
+    return f"{batch}.tsv" if generation == 0 else f"{batch}.r{generation}.tsv"
+
+
+def write_retry_marker(out_tsv: Path, table: pd.DataFrame) -> None:
+    """After writing ``out_tsv``: errored samples bump the batch's generation (first line of the
+    marker; the failed samples follow, for people)."""
+    out_tsv = Path(out_tsv)
+    m = _GENERATION.match(out_tsv.name)
+    if m is None:  # a table outside the workflow's naming: nothing to retry through
+        return
+    batch, generation = m.group(1), int(m.group(2) or 0)
+    failed = table.loc[table["status"] == "error", "sample"].astype(str).tolist()
+    if failed:
+        with atomic_path(retry_marker(out_tsv.parent, batch)) as tmp:
+            tmp.write_text(f"{generation + 1}\n" + "\n".join(failed) + "\n")
+    for g in range(generation):  # earlier generations' tables are superseded
+        (out_tsv.parent / batch_table_name(batch, g)).unlink(missing_ok=True)

@@ -33,6 +33,10 @@ _PATTERNS: dict[Kind, re.Pattern[str]] = {
 }
 
 
+# Read-only view for vectorised checks (bulkfm.samples): the same patterns, applied per column.
+PATTERNS = _PATTERNS
+
+
 class AccessionError(ValueError):
     """An accession that matches no known pattern."""
 

@@ -26,6 +26,7 @@ from typing import Any
 import requests
 
 from bulkfm.common.atomic import write_text_atomic
+from bulkfm.common.deadline import total_deadline
 from bulkfm.sra import ena
 from bulkfm.sra.accessions import validate_run
 from bulkfm.sra.net import NETWORK_FIX, TRANSIENT, Endpoints, NetworkError, RetryPolicy, session
@@ -203,16 +204,32 @@ def _fetch_ena(
     return out
 
 
-def _copy_body(r: requests.Response, fh: Any) -> None:
+# A FASTQ body may take hours, so it has no total deadline; instead each window of timeout_s
+# must bring this many bytes, or the transfer counts as stalled (a server dripping a byte a
+# second) and is cut, to be resumed with a Range request like any cut connection.
+MIN_BYTES_PER_WINDOW = 64 * 1024
+
+
+def _copy_body(r: requests.Response, fh: Any, window_s: float = 60.0, what: str = "download") -> None:
     """Write the raw body (never content-decoded: .fastq.gz stays as served) as it arrives.
 
     ``read1`` returns what has arrived, so bytes before a cut are kept for the Range resume
     (``iter_content`` would lose its partly filled buffer with the exception).
     """
     raw = r.raw
+    start, got = time.monotonic(), 0
     try:
         while block := raw.read1(1 << 20, decode_content=False):
             fh.write(block)
+            got += len(block)
+            if time.monotonic() - start >= window_s:
+                if got < MIN_BYTES_PER_WINDOW:
+                    fh.flush()
+                    raise requests.Timeout(f"{what}: stalled, {got} bytes in {window_s:g}s (fewer than "
+                                           f"{MIN_BYTES_PER_WINDOW}); cut to resume")
+                start, got = time.monotonic(), 0
+    except requests.Timeout:
+        raise
     except Exception as exc:  # urllib3 errors -> requests' types, as iter_content would raise
         from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
@@ -243,7 +260,9 @@ def download(url: str, target: Path, md5: str | None, policy: RetryPolicy, sess:
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
-            with sess.get(url, headers=headers, stream=True, timeout=policy.timeout_s) as r:
+            with total_deadline(policy.timeout_s, what):  # status line + headers: total deadline
+                r = sess.get(url, headers=headers, stream=True, timeout=policy.timeout_s)
+            with r:
                 if r.status_code == 416 and offset:
                     pass  # nothing left to send: the part is complete
                 elif r.status_code in (200, 206):
@@ -251,7 +270,7 @@ def download(url: str, target: Path, md5: str | None, policy: RetryPolicy, sess:
                     if mode == "wb" and offset:
                         log.info("%s: server ignored the Range request; restarting", what)
                     with open(part, mode) as fh:
-                        _copy_body(r, fh)
+                        _copy_body(r, fh, policy.timeout_s, what)
                 elif r.status_code == 404:
                     raise DownloadError(f"{what}: {url} not found (HTTP 404); the ENA record may have changed: resolve again")
                 else:

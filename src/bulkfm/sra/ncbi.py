@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from bulkfm.sra.accessions import AccessionError, Kind, classify
+from bulkfm.common.deadline import total_deadline
 from bulkfm.sra.net import RETRY_STATUS, Endpoints, RetryableStatus, RetryPolicy, get, redact, with_retries
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,11 @@ def _pysradb_transport(sess: requests.Session, policy: RetryPolicy) -> Iterator[
 
     def call(method: str, url: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", policy.timeout_s)
-        r = sess.request(method, url, **kw)
-        if r.status_code in RETRY_STATUS:
-            raise RetryableStatus(f"HTTP {r.status_code} from {redact(r.url)}")
+        with total_deadline(policy.timeout_s, f"NCBI {redact(url)}"):  # headers + body, not per read
+            r = sess.request(method, url, **kw)
+            if r.status_code in RETRY_STATUS:
+                raise RetryableStatus(f"HTTP {r.status_code} from {redact(r.url)}")
+            _ = r.content
         return r
 
     shim = types.SimpleNamespace(

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import requests
 
+from bulkfm.common.deadline import total_deadline
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -69,7 +71,7 @@ class RetryPolicy:
     retries: int = 4  # extra attempts after the first
     backoff_s: float = 2.0  # first wait; doubles each time
     max_backoff_s: float = 60.0
-    timeout_s: float = 60.0  # connect + read timeout per request
+    timeout_s: float = 60.0  # total per request (connect to last byte); per stall for FASTQ bodies
 
     def waits(self) -> list[float]:
         return [min(self.backoff_s * 2**i, self.max_backoff_s) for i in range(self.retries)]
@@ -90,9 +92,11 @@ class RetryableStatus(requests.RequestException):
 
 
 def session() -> requests.Session:
+    from bulkfm.common.deadline import mount
+
     s = requests.Session()
     s.headers["User-Agent"] = USER_AGENT
-    return s
+    return mount(s)  # requests made inside total_deadline() get a total deadline, not per read
 
 
 def with_retries(
@@ -135,10 +139,11 @@ def get(
             kw["data"] = params
         else:
             kw["params"] = params
-        r = sess.request(method, url, **kw)
-        if r.status_code in RETRY_STATUS:
-            raise RetryableStatus(f"HTTP {r.status_code} from {redact(r.url)}")
-        _ = r.content  # read the body inside the retry loop (a cut body is retried)
+        with total_deadline(policy.timeout_s, f"{what} ({redact(url)})"):  # headers + body
+            r = sess.request(method, url, **kw)
+            if r.status_code in RETRY_STATUS:
+                raise RetryableStatus(f"HTTP {r.status_code} from {redact(r.url)}")
+            _ = r.content  # read the body inside the retry loop (a cut body is retried)
         return r
 
     return with_retries(once, policy, what)

@@ -85,6 +85,11 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
     """Rank 0: write split, genes, stats, graph, config into ``out`` (skipping what exists)."""
     out.mkdir(parents=True, exist_ok=True)
     check_resume(out, tcfg, matrix_path, splits)
+    if not (out / "config.json").exists() and (out / "splits.tsv").exists():
+        # config.json is written last: without it an earlier attempt stopped while preparing, and
+        # its splits.tsv may come from other fractions or another split file. Never reuse it.
+        log.info("%s: an earlier attempt stopped before its config.json; preparing afresh", out)
+        clean(out)
     matrix = open_matrix(matrix_path)
     samples = list(matrix.samples)
     if len(set(samples)) != len(samples):

@@ -1,0 +1,36 @@
+"""Bad sheets stop at plan time (snakemake -n), naming the row (issue 16, item 5): an invalid
+accession past row 1,000 (the schema samples only the first rows) and the same run twice."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+
+def _plan(run_snakemake, tmp_path, accessions):
+    sheet = tmp_path / "runs.tsv"
+    sheet.write_text("accession\n" + "\n".join(accessions) + "\n")
+    return run_snakemake("-n", "--cores", "1", "--config", f"samples={sheet}", f"outdir={tmp_path / 'out'}",
+                         check=False)
+
+
+def test_invalid_accession_at_row_1001_fails_the_plan(run_snakemake, tmp_path):
+    runs = [f"SRR{1000000 + i}" for i in range(1000)] + ["SRR\uff16\uff18\uff13\uff15\uff18\uff14\uff14"]
+    proc = _plan(run_snakemake, tmp_path, runs)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "row 1002:" in text and "is not a valid SRA/ENA/DDBJ/GEO accession" in text
+
+
+def test_the_same_run_twice_fails_the_plan(run_snakemake, tmp_path):
+    proc = _plan(run_snakemake, tmp_path, ["SRR1000001", "SRR1000002", "srr1000001"])
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "rows 2 and 4" in text and "name the same run 'SRR1000001'" in text
+
+
+def test_a_valid_large_sheet_plans(run_snakemake, tmp_path):
+    proc = _plan(run_snakemake, tmp_path, [f"SRR{1000000 + i}" for i in range(1001)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "quant_batch" in proc.stdout
