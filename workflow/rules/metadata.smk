@@ -1,5 +1,6 @@
-# metadata: SRA/BioSample attributes -> one harmonized ontology record per sample (DESIGN.md §3),
-# the review queue, the LLM cost report, the bias report, and sex imputed from expression.
+# metadata: SRA/BioSample attributes -> one harmonized ontology record per sample (README,
+# "Metadata harmonization"), the review queue, the LLM cost report, the bias report, and sex
+# imputed from expression.
 # The ontology index is cached under metadata.cache_dir ($BULKFM_CACHE or ~/.cache/bulkfm).
 MD = config["metadata"]
 
