@@ -1,7 +1,15 @@
 # Shared planning: the sample sheet, batches, output paths. Parsed once per snakemake start.
 import json
+import os
+import sys
 
 import bulkfm.samples as bs
+from bulkfm.execution.locks import unlock_hint
+
+# A lock left by a killed/interrupted run: print the exact --unlock step (Snakemake's own
+# LockException, raised after parsing, does not give the command).
+if _lock_msg := unlock_hint(os.getcwd(), sys.argv):
+    print(_lock_msg, file=sys.stderr)
 
 OUT = config["outdir"]
 LOGS = f"{OUT}/logs"
