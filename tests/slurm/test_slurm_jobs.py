@@ -111,7 +111,7 @@ def test_gpu_routing_kill_and_cancel(slurm_cluster, tmp_path):
     assert "rule killed_write" not in proc.stdout + proc.stderr
     assert _read(work / "cancelled.txt").splitlines() == ["started", "done"]
 
-    jobs = sacct_jobs(since)
+    jobs = sacct_jobs(since, work)
     by_rule: dict[str, list[str]] = {}
     for r in jobs:
         by_rule.setdefault(r["Comment"].removeprefix("rule_"), []).append(r["State"])
@@ -141,7 +141,7 @@ def test_bad_partition_fails_before_any_sbatch(slurm_cluster, tmp_path):
     assert "rule gpu_probe: partition 'gpu-a100' does not exist on this cluster" in text, text[-3000:]
     assert "set-resources: gpu_probe: slurm_partition" in text
     assert "has been submitted" not in text
-    assert sacct_jobs(since, expect=False) == []
+    assert sacct_jobs(since, work, expect=False) == []
 
 
 def test_wrong_gpu_type_named(slurm_cluster, tmp_path):
