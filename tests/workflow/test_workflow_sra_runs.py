@@ -76,7 +76,9 @@ def test_run_accessions_download_quantify_and_clean_up(ena_server, tmp_path, run
     sheet = tmp_path / "runs.tsv"
     sheet.write_text("accession\n" + "\n".join(RUNS) + "\n")
     cfg = tmp_path / "extra.yaml"
-    cfg.write_text(json.dumps({"quant": {"reference": {"index": str(demo_run / "reference" / "salmon_index")}},
+    # allow_demo_defaults: a sheet of accessions with the demo's chr19 index, on purpose
+    cfg.write_text(json.dumps({"allow_demo_defaults": True,
+                               "quant": {"reference": {"index": str(demo_run / "reference" / "salmon_index")}},
                                "sra": {"download_method": "ena", "retries": 1, "backoff_s": 0.1,
                                        "endpoints": {"ena_portal": f"{ena_server}/ena/portal/api",
                                                      "ena_fastq": ena_server}}}))

@@ -2,8 +2,10 @@
 import json
 import os
 import sys
+from pathlib import Path
 
 import bulkfm.samples as bs
+from bulkfm.execution.defaults import check_demo_defaults
 from bulkfm.execution.locks import unlock_hint
 
 # A lock left by a killed/interrupted run: print the exact --unlock step (Snakemake's own
@@ -23,6 +25,12 @@ except bs.SampleSheetError as exc:
     raise WorkflowError(str(exc))
 # The schema checks columns and types; check_sheet above checks rows (vectorised: 500k rows/s).
 validate(_sheet.head(1000), "../schemas/samples.schema.yaml")
+# Another sheet with the demo's chr19 reference / QC thresholds / TCGA model matrix: stop, naming
+# the keys (bulkfm.execution.defaults; opt-out: allow_demo_defaults: true).
+try:
+    check_demo_defaults(config, _sheet, Path(workflow.basedir))
+except ValueError as exc:
+    raise WorkflowError(str(exc))
 
 # Run accessions and local FASTQ plan offline. Studies/experiments/GEO accessions need the
 # sra_metadata checkpoint to expand them to runs first.

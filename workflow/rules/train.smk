@@ -17,7 +17,7 @@ def train_config_json():
 
 rule split:
     input:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
     output:
         f"{OUT}/split/splits.tsv",
     log:
@@ -25,21 +25,22 @@ rule split:
     benchmark:
         f"{BENCH}/split.tsv"
     params:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
+        groups=f"--groups {MODEL_GROUPS}" if MODEL_GROUPS else "",
     resources:
         mem_mb=1000,
         runtime=10,
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm split --samples {params.matrix} --groups {params.matrix}/samples.parquet "
+        "bulkfm split --samples {params.matrix} {params.groups} "
         "--val-fraction {TR[val_fraction]} --test-fraction {TR[test_fraction]} "
         "--seed {TR[seed]} -o {output} > {log} 2>&1"
 
 
 rule train:
     input:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         split=f"{OUT}/split/splits.tsv",
         graph=gene_graph() if TR.get("model", {}).get("use_gcn", True) else [],
         esm2=esm2_embeddings(),
@@ -54,7 +55,7 @@ rule train:
     benchmark:
         f"{BENCH}/train.tsv"
     params:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         out=f"{OUT}/train",
         cfg=train_config_json(),
         graph=lambda wc, input: f"--graph {input.graph}" if input.graph else "",

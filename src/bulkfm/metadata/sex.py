@@ -174,18 +174,14 @@ def plot(samples: list[str], feats: np.ndarray, result: SexResult, path: str | o
     plt.close(fig)
 
 
-def _empty_plot(path, message: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 2), dpi=100)
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+def reference_has_sex_genes(gene_table: str | os.PathLike[str] | None) -> bool:
+    """Whether a gene table names XIST and a chrY gene (False for the chr19 demo reference), so
+    the workflow plans the sex plot only where one can be drawn. No table: assume it does."""
+    if not gene_table or not Path(gene_table).is_file():
+        return True
+    names = set(pd.read_csv(gene_table, sep="\t", usecols=lambda c: c in ("gene_name", "gene_symbol"),
+                            dtype=str).stack())
+    return X_GENE in names and any(y in names for y in Y_GENES)
 
 
 def impute_sex_cli(matrix_path: str, labels_path: str, out: str, report_path: str | None, plot_path: str | None,
@@ -208,8 +204,8 @@ def impute_sex_cli(matrix_path: str, labels_path: str, out: str, report_path: st
                 tmp, sep="\t", index=False)
         if report_path:
             write_text_atomic(report_path, json.dumps({"skipped": str(exc), "matrix": str(matrix_path)}, indent=2) + "\n")
-        if plot_path:
-            _empty_plot(plot_path, "sex imputation skipped: no XIST/chrY genes in the matrix")
+        if plot_path:  # no placeholder image: the report JSON holds the reason
+            Path(plot_path).unlink(missing_ok=True)
         if merged:
             merge_imputed(labels_path, pd.DataFrame(columns=["sample_id", "predicted", "p_male", "method"]), merged)
         return None
