@@ -49,11 +49,18 @@ def stop_and_release(proc: subprocess.Popen, workdir: Path, timeout: float = 600
     its lock files under .snakemake/locks are gone. A process still there after `timeout` is
     killed and False returned (its lock would stay: the rerun would raise LockException)."""
     try:
-        proc.wait(timeout=timeout)
+        proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return False
+        # Seen under load (suite run, 2 Dec): after SIGINT snakemake logged nothing more and never
+        # exited; the old kill at 120 s left the lock (the LockException of the rerun). SIGTERM
+        # takes Snakemake's own graceful path (scheduler flag, executor cancel, lock released).
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return False
     locks = workdir / ".snakemake" / "locks"
     return not (locks.exists() and any(locks.iterdir()))
 
