@@ -20,14 +20,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Progress on stderr: a first install takes minutes and pip -q prints nothing meanwhile.
+step() { echo "setup: $* ($(( SECONDS - t0 )) s)" >&2; }
+t0=$SECONDS
 if [ ! -x "$VENV/bin/python" ]; then
+  step "creating the virtual environment $VENV"
   python3 -m venv "$VENV"
 fi
 . "$VENV/bin/activate"
 if ! python -c 'import bulkfm, torch, snakemake, multiqc, moto, snakemake_storage_plugin_s3' >/dev/null 2>&1 || [ "${BULKFM_REINSTALL:-0}" = 1 ]; then
+  step "1/3 upgrading pip"
   pip install -q -U pip
+  step "2/3 installing torch==2.13.0 (CPU wheel, ~200 MB; the longest step)"
   pip install -q torch==2.13.0
+  step "3/3 installing bulkfm and its dependencies (snakemake, multiqc, pandas, ...)"
   pip install -q -e ".[test,slurm,cloud]"
+  step "installed"
 fi
 python - <<'PY'
 import torch, bulkfm

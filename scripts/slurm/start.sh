@@ -125,7 +125,7 @@ if ! alive /run/munge/munged.pid; then
   runuser -u munge -- /usr/sbin/munged
   echo munged >> "$STATE/started"
 fi
-wait_for 10 munge bash -c 'munge -n | unmunge'
+wait_for 120 munge bash -c 'munge -n | unmunge'
 
 # ---------------------------------------------------------------- MariaDB
 mkdir -p /run/mysqld "$STATE/mysql" && chown mysql:mysql /run/mysqld "$STATE/mysql"
@@ -137,7 +137,7 @@ if ! alive "$STATE/mysql/mariadb.pid"; then
     --log-error="$STATE/mysql/mariadb.log" </dev/null >/dev/null 2>&1 &
   echo mariadb >> "$STATE/started"
 fi
-wait_for 30 MariaDB mariadb -e 'SELECT 1'
+wait_for 180 MariaDB mariadb -e 'SELECT 1'
 # A clean accounting database too: job ids restart at 1 with the wiped controller state.
 mariadb <<EOF
 DROP DATABASE IF EXISTS slurm_acct_db;
@@ -151,7 +151,7 @@ EOF
 # ---------------------------------------------------------------- slurmdbd, accounts
 slurmdbd
 echo slurmdbd >> "$STATE/started"
-wait_for 30 slurmdbd sacctmgr -n list cluster
+wait_for 180 slurmdbd sacctmgr -n list cluster
 sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null 2>&1 || true
 sacctmgr -i -Q add account "$ACCOUNT" Cluster="$CLUSTER" Description=bulkfm Organization=bulkfm >/dev/null 2>&1 || true
 sacctmgr -i -Q add user root DefaultAccount="$ACCOUNT" Account="$ACCOUNT" >/dev/null 2>&1 || true
@@ -159,9 +159,9 @@ sacctmgr -i -Q add user root DefaultAccount="$ACCOUNT" Account="$ACCOUNT" >/dev/
 # ---------------------------------------------------------------- slurmctld, slurmd
 slurmctld
 echo slurmctld >> "$STATE/started"
-wait_for 30 slurmctld scontrol ping
+wait_for 180 slurmctld scontrol ping
 slurmd -N localhost   # the host name need not be "localhost"
 echo slurmd >> "$STATE/started"
-wait_for 30 "the node (slurmd)" bash -c "sinfo -h -n localhost -o %T | grep -qE 'idle|mix|alloc'"
-wait_for 15 "sacct (accounting)" sacct -n -X -S now
+wait_for 180 "the node (slurmd)" bash -c "sinfo -h -n localhost -o %T | grep -qE 'idle|mix|alloc'"
+wait_for 180 "sacct (accounting)" sacct -n -X -S now
 log "up: $(sinfo -h -o '%P %D %T %G' | tr '\n' ';') cpus=$CPUS mem=${MEM_MB}MB state=$STATE"

@@ -13,6 +13,7 @@ to a sheet changes only the last batch (earlier batches keep their members and s
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -53,11 +54,49 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
     sep = "," if path.suffix == ".csv" else "\t"
     df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment="#")
     df.columns = [c.strip() for c in df.columns]
+    check_column_names(df.columns, path)
     for col in ("sample", "accession", "fastq_1", "fastq_2"):
         if col not in df.columns:
             df[col] = ""
         df[col] = df[col].str.strip()
     return df
+
+
+SHEET_COLUMNS = ("sample", "accession", "fastq_1", "fastq_2")
+
+
+def _column_key(name: str) -> str:
+    return re.sub(r"[\s._-]+", "", name.lower())
+
+
+def misspelt_columns(columns: list[str] | pd.Index) -> dict[str, str]:
+    """Columns that are not sheet columns but look like one: {given: meant}.
+
+    Any other column is a sample attribute, so a typo (``acession``, ``fastq1``, ``Sample``)
+    would silently become an attribute and the row would lack its reads. Matched on the name
+    without case and separators, else by difflib similarity >= 0.85 (``fastq_3`` vs ``fastq_1``
+    is 0.83: not flagged).
+    """
+    keys = {_column_key(k): k for k in SHEET_COLUMNS}
+    out: dict[str, str] = {}
+    for col in columns:
+        if col in SHEET_COLUMNS:
+            continue
+        key = _column_key(str(col))
+        near = [keys[key]] if key in keys else difflib.get_close_matches(key, list(keys), n=1, cutoff=0.85)
+        if near:
+            out[str(col)] = keys.get(near[0], near[0])
+    return out
+
+
+def check_column_names(columns: list[str] | pd.Index, where: str | Path = "sample sheet") -> None:
+    """Stop on a column that looks like a misspelt sheet column, naming it and the fix."""
+    bad = misspelt_columns(columns)
+    if bad:
+        fixes = "; ".join(f"column {c!r} looks like {k!r}: rename it to {k!r}" for c, k in bad.items())
+        raise SampleSheetError(
+            f"{where}: {fixes} (the sheet columns are {', '.join(SHEET_COLUMNS)}; any other column "
+            "is kept as a sample attribute)")
 
 
 def _runs_from_metadata(path: Path) -> pd.DataFrame:

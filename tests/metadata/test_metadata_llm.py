@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -69,7 +68,9 @@ class FakeLLM(BaseHTTPRequestHandler):
         if raw.startswith("ERR500"):
             return self._send(500, {"error": {"message": "boom"}})
         if raw.startswith("SLOW"):
-            time.sleep(1.5)
+            # Answers only after the test is over: the client's timeout fires first however
+            # loaded the machine is (a fixed sleep races with it).
+            FakeLLM.release.wait(60)
             return answer(json.dumps({"id": macrophage}))
         if raw.startswith("NONE"):
             return answer(json.dumps({"id": None}))
@@ -80,10 +81,12 @@ class FakeLLM(BaseHTTPRequestHandler):
 def server():
     FakeLLM.calls = []
     FakeLLM.seen_rate = set()
+    FakeLLM.release = threading.Event()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeLLM)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    FakeLLM.release.set()
     srv.shutdown()
     srv.server_close()
 
@@ -92,7 +95,7 @@ TAIL = ": mixture of CD4 T cells and a few macrophage"
 
 
 def _harm(index, base_url, cache, **llm):
-    cfg = LLMConfig(base_url=base_url, model="test-model", backoff_s=0.01, timeout_s=0.5, max_retries=2,
+    cfg = LLMConfig(base_url=base_url, model="test-model", backoff_s=0.01, timeout_s=2.0, max_retries=2,
                     cache=str(cache), **llm)
     # embedding off: candidates come from the lexicon scan; ask about every open field
     return Harmonizer(index, Settings(embedding=False, llm_threshold=0.99), cfg)

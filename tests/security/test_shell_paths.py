@@ -97,6 +97,9 @@ def test_every_rule_quotes_every_path_in_a_dry_run(tmp_path, marker):
     words = {"libtype": f"A; {SUBST}", "types": f"protein_coding{SUBST}",
              "url": f"http://127.0.0.1:9/p.fa.gz?{SUBST}"}
     every_branch = {
+        # a sheet of its own with demo-sized stand-ins, on purpose; the model part on this run's matrix
+        "allow_demo_defaults": True,
+        "model_data": {"matrix": None, "groups": None},
         "quant": {"reference": {"genome": str(files["genome"]), "gencode": True},
                   "libtype": words["libtype"], "transcript_quant": "plain",
                   "qc": {"check_fastq": False}},
@@ -123,7 +126,8 @@ def test_every_rule_quotes_every_path_in_a_dry_run(tmp_path, marker):
     assert any("torchrun" in c for c in commands)  # the nproc > 1 launcher is checked too
 
     # the ARCHS4 branch of the matrix rule
-    cfg.write_text(json.dumps({"matrix": {"archs4": str(files["archs4"]), "gene_table": str(files["labels"])}}))
+    cfg.write_text(json.dumps({"allow_demo_defaults": True, "model_data": {"matrix": None, "groups": None},
+                              "matrix": {"archs4": str(files["archs4"]), "gene_table": str(files["labels"])}}))
     proc = snakemake_cmd("-n", "-p", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
                          "--config", f"outdir={out}", f"samples={sheet}", "--", f"{out}/matrix", marker=marker)
     commands = _commands(proc)

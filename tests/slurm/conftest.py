@@ -43,3 +43,13 @@ def slurm_cluster() -> dict:
     subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120)
 
 
+
+
+@pytest.fixture(autouse=True)
+def _no_job_logs_in_the_checkout():
+    """sbatch writes slurm-<jobid>.out into its working directory when a job has no --output;
+    three such files were once committed at the root. Fail the test that leaves one there."""
+    before = set(REPO.glob("slurm-*.out"))
+    yield
+    new = sorted(p.name for p in set(REPO.glob("slurm-*.out")) - before)
+    assert not new, f"this test left SLURM job logs in the checkout: {new}"

@@ -42,22 +42,45 @@ def snakemake(*args: str, cwd: Path = REPO, check: bool = True, timeout: int = 6
     return proc
 
 
-def sacct_jobs(since: str, expect: bool = True) -> list[dict]:
-    """Allocations (not steps) since `since` (sacct -S format): id, name, state, partition,
-    comment (the plugin's rule_<rule>_wildcards_...), AllocTRES. expect=False: none are expected,
-    look once after sacct's lag."""
-    fmt = "JobID,JobName%80,State,Partition,Comment%200,AllocTRES%120,ExitCode"
+def controller_jobs(since: str, workdir: Path) -> set[str]:
+    """Job IDs (array tasks one by one) that the controller holds, submitted at or after `since`
+    from `workdir`: its live view, with no accounting lag (completed jobs stay listed for
+    MinJobAge = 300 s). The working directory keeps out jobs that anything else on this machine
+    submitted meanwhile."""
+    out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-o", "%i|%V|%Z"], capture_output=True,
+                         text=True, check=True).stdout
+    where = os.path.realpath(workdir)
+    return {i for i, submitted, wd in (line.split("|", 2) for line in out.splitlines() if line)
+            if submitted >= since and os.path.realpath(wd) == where}
+
+
+def sacct_jobs(since: str, workdir: Path, expect: bool = True, timeout: float = 300) -> list[dict]:
+    """Allocations (not steps) submitted from `workdir` since `since` (sacct -S format): id,
+    name, state, partition, comment (the plugin's rule_<rule>_wildcards_...), AllocTRES.
+
+    Accounting (slurmdbd) lags the controller, more so on a loaded machine; so this waits for the
+    real condition, not for a fixed time: sacct lists every job the controller holds since
+    `since`, none of them PENDING/RUNNING. expect=False: no job was submitted at all, checked on
+    the controller, which has no lag."""
     if not expect:
-        time.sleep(3)
-    for _ in range(30 if expect else 1):  # sacct lags the controller by a second or two
+        return [{"JobID": i} for i in sorted(controller_jobs(since, workdir))]
+    fmt = "JobID,JobName%80,State,Partition,Comment%200,AllocTRES%120,ExitCode,WorkDir%400"
+    where = os.path.realpath(workdir)
+    end = time.monotonic() + timeout
+    while True:
+        wanted = controller_jobs(since, workdir)
         out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", fmt],
                              capture_output=True, text=True, check=True).stdout
         rows = [dict(zip(fmt.split(","), line.split("|"))) for line in out.splitlines() if line]
         rows = [{k.split("%")[0]: v for k, v in r.items()} for r in rows]
-        if rows and all(r["State"] not in ("PENDING", "RUNNING") for r in rows):
+        rows = [r for r in rows if os.path.realpath(r["WorkDir"]) == where]
+        done = rows and wanted <= {r["JobID"] for r in rows}
+        if done and all(r["State"] not in ("PENDING", "RUNNING") for r in rows):
             return rows
-        time.sleep(1)
-    return rows
+        if time.monotonic() > end:
+            raise AssertionError(f"sacct did not catch up with the controller in {timeout} s: "
+                                 f"controller {sorted(wanted)}, sacct {rows}")
+        time.sleep(1)  # poll interval only: the loop ends on the condition above
 
 
 def now_for_sacct() -> str:

@@ -15,7 +15,7 @@ import yaml
 
 from bulkfm.matrix.store import MatrixStore
 
-from slurm_helpers import now_for_sacct, sacct_jobs, site_profile, snakemake
+from slurm_helpers import REPO, now_for_sacct, sacct_jobs, site_profile, snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -37,7 +37,7 @@ def test_demo_through_slurm_equals_local(slurm_cluster, tmp_path):
     slurm_s = time.monotonic() - t0
     assert "has been submitted with SLURM jobid" in proc.stdout + proc.stderr
 
-    jobs = sacct_jobs(since)
+    jobs = sacct_jobs(since, REPO)
     rules = sorted(r["Comment"].split("_wildcards_")[0].removeprefix("rule_") for r in jobs)
     # every job snakemake finished went through sbatch (none ran locally)
     finished = sorted(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", proc.stdout + proc.stderr))

@@ -43,6 +43,28 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
         time.sleep(0.5)
 
 
+def stop_and_release(proc: subprocess.Popen, workdir: Path, timeout: float = 600) -> bool:
+    """Wait for the real condition a rerun needs, not for a fixed time: the interrupted snakemake
+    has exited (its Ctrl-C path scancels the jobs left, which takes long on a loaded machine) and
+    its lock files under .snakemake/locks are gone. A process still there after `timeout` is
+    killed and False returned (its lock would stay: the rerun would raise LockException)."""
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        # Seen under load (suite run, 2 Dec): after SIGINT snakemake logged nothing more and never
+        # exited; the old kill at 120 s left the lock (the LockException of the rerun). SIGTERM
+        # takes Snakemake's own graceful path (scheduler flag, executor cancel, lock released).
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return False
+    locks = workdir / ".snakemake" / "locks"
+    return not (locks.exists() and any(locks.iterdir()))
+
+
 def slurm_id(rule: str) -> str:
     out = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
     ids = [line.split("|")[0] for line in out.splitlines() if line.split("|")[1] == f"rule_{rule}"]
@@ -80,14 +102,11 @@ def test_gpu_routing_kill_and_cancel(slurm_cluster, tmp_path):
             time.sleep(1)
     finally:
         run_a.send_signal(signal.SIGINT)  # Ctrl-C: snakemake cancels what is left and stops
-        try:
-            run_a.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            run_a.kill()
-            run_a.wait()
+        stopped = stop_and_release(run_a, work)
 
-    reader.join(timeout=10)
+    reader.join(timeout=120)  # stdout closes once snakemake has exited
     log_a = "".join(lines)
+    assert stopped, f"the interrupted snakemake did not exit and release its lock:\n{log_a[-4000:]}"
     assert "FAILED" in log_a  # the killed attempt, reported as such
     assert _read(work / "gpu.txt").split() == ["partition=gpu", "cuda=0"]
     assert _read(work / "killed.txt").splitlines() == ["attempt 2 started", "attempt 2 done"]
@@ -99,7 +118,7 @@ def test_gpu_routing_kill_and_cancel(slurm_cluster, tmp_path):
     assert "rule killed_write" not in proc.stdout + proc.stderr
     assert _read(work / "cancelled.txt").splitlines() == ["started", "done"]
 
-    jobs = sacct_jobs(since)
+    jobs = sacct_jobs(since, work)
     by_rule: dict[str, list[str]] = {}
     for r in jobs:
         by_rule.setdefault(r["Comment"].removeprefix("rule_"), []).append(r["State"])
@@ -129,7 +148,7 @@ def test_bad_partition_fails_before_any_sbatch(slurm_cluster, tmp_path):
     assert "rule gpu_probe: partition 'gpu-a100' does not exist on this cluster" in text, text[-3000:]
     assert "set-resources: gpu_probe: slurm_partition" in text
     assert "has been submitted" not in text
-    assert sacct_jobs(since, expect=False) == []
+    assert sacct_jobs(since, work, expect=False) == []
 
 
 def test_wrong_gpu_type_named(slurm_cluster, tmp_path):

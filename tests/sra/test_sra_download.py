@@ -211,3 +211,13 @@ def test_auto_falls_back_to_prefetch_and_reports_both(tmp_path: Path, replay: Re
     msg = str(err.value)
     assert "SRR0000009" in msg and "prefetch" in msg and "exited" in msg
     assert not list(tmp_path.glob("SRR0000009*"))
+
+
+def test_refused_connection_fails_at_once(tmp_path: Path, ena_pair, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """Nothing listens (closed port on 127.0.0.1): one attempt, no 'resuming' loop, the reason named."""
+    urls, md5s, _ = ena_pair
+    caplog.set_level("WARNING", logger="bulkfm.sra")
+    with pytest.raises(DownloadError) as err:
+        _fetch(tmp_path, Endpoints.local("http://127.0.0.1:9"), ena_urls=urls, md5s=md5s, retries=4)
+    assert RUN in str(err.value) and "connection refused" in str(err.value) and "not retried" in str(err.value)
+    assert "resuming" not in caplog.text

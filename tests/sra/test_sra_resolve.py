@@ -132,10 +132,18 @@ def test_always_failing_network_names_accession_and_fix(replay: ReplayServer, en
     assert "SRP251352" in msg and "NCBI" in msg and "ENA" in msg and "proxy" in msg
 
 
-def test_unreachable_host_fails_fast(fast_retry: RetryPolicy) -> None:
-    dead = Endpoints.local("http://127.0.0.1:9")  # discard port: connection refused
-    with pytest.raises(NetworkError, match="SRR11217925"):
-        _resolve(["SRR11217925"], dead, fast_retry)
+@pytest.mark.parametrize(("base", "reason"), [
+    ("http://127.0.0.1:9", "connection refused"),  # discard port: nothing listens
+    ("http://bulkfm-no-such-host.invalid", "host name does not resolve"),  # RFC 2606: never resolves
+])
+def test_unreachable_host_fails_fast(base: str, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    """DNS failure / refused connection: one attempt per source, no backoff (the default policy
+    would wait 2+4+8+16 s per source), and the error says why and that it was not retried."""
+    caplog.set_level("WARNING", logger="bulkfm.sra")
+    with pytest.raises(NetworkError, match="SRR11217925") as err:
+        _resolve(["SRR11217925"], Endpoints.local(base), RetryPolicy())  # the shipped retry defaults
+    assert reason in str(err.value) and "not retried" in str(err.value)
+    assert not [r for r in caplog.records if "retry" in r.getMessage()], caplog.text
 
 
 def test_metadata_parquet_roundtrip(tmp_path: Path, endpoints: Endpoints, fast_retry: RetryPolicy) -> None:

@@ -83,7 +83,9 @@ def runs_sheet_and_config(tmp_path: Path, ena: str, demo_run: Path, retries: int
     sheet = tmp_path / "runs.tsv"
     sheet.write_text("accession\n" + "\n".join(RUNS) + "\n")
     cfg = tmp_path / "extra.yaml"
-    cfg.write_text(json.dumps({"quant": {"reference": {"index": str(demo_run / "reference" / "salmon_index")}},
+    # allow_demo_defaults: a sheet of accessions with the demo's chr19 index, on purpose
+    cfg.write_text(json.dumps({"allow_demo_defaults": True,
+                               "quant": {"reference": {"index": str(demo_run / "reference" / "salmon_index")}},
                                "sra": {"download_method": "ena", "retries": retries, "backoff_s": 0.1,
                                        "endpoints": {"ena_portal": f"{ena}/ena/portal/api",
                                                      "ena_fastq": ena}}}))

@@ -1,7 +1,17 @@
 # Shared planning: the sample sheet, batches, output paths. Parsed once per snakemake start.
 import json
+import os
+import sys
+from pathlib import Path
 
 import bulkfm.samples as bs
+from bulkfm.execution.defaults import check_demo_defaults
+from bulkfm.execution.locks import unlock_hint
+
+# A lock left by a killed/interrupted run: print the exact --unlock step (Snakemake's own
+# LockException, raised after parsing, does not give the command).
+if _lock_msg := unlock_hint(os.getcwd(), sys.argv):
+    print(_lock_msg, file=sys.stderr)
 
 OUT = config["outdir"]
 LOGS = f"{OUT}/logs"
@@ -16,6 +26,12 @@ except bs.SampleSheetError as exc:
 # The schema checks columns and types on the first rows; check_sheet above checks every row
 # (accessions, names, the same run/FASTQ twice; vectorised, 500k rows in seconds).
 validate(_sheet.head(1000), "../schemas/samples.schema.yaml")
+# Another sheet with the demo's chr19 reference / QC thresholds / TCGA model matrix: stop, naming
+# the keys (bulkfm.execution.defaults; opt-out: allow_demo_defaults: true).
+try:
+    check_demo_defaults(config, _sheet, Path(workflow.basedir))
+except ValueError as exc:
+    raise WorkflowError(str(exc))
 
 # Run accessions and local FASTQ plan offline. Studies/experiments/GEO accessions need the
 # sra_metadata checkpoint to expand them to runs first.

@@ -1,6 +1,11 @@
 # graph: per gene its top-k Pearson neighbours over the train split (bulkfm graph build).
 # Chunked GEMMs, never all gene pairs in memory; uses a GPU when the job has one (device auto).
 GR = config["graph"]
+# The matrix of the model part (graph, split, train, evaluate): model_data.matrix when set (the
+# demo: a bundled TCGA cut), else this run's own matrix. Split groups likewise.
+_MD = config.get("model_data") or {}
+MODEL_MATRIX = _MD.get("matrix") or f"{OUT}/matrix"
+MODEL_GROUPS = _MD.get("groups") or (f"{OUT}/matrix/samples.parquet" if not _MD.get("matrix") else None)
 
 
 def gene_graph():
@@ -10,7 +15,7 @@ def gene_graph():
 
 rule graph:
     input:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         split=f"{OUT}/split/splits.tsv" if GR["use_split"] else [],
     output:
         edges=f"{OUT}/graph/edges.parquet",
@@ -21,7 +26,7 @@ rule graph:
     benchmark:
         f"{BENCH}/graph.tsv"
     params:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         split=lambda wc, input: ["--split", input.split] if input.split else [],
         chunk=["--chunk-genes", GR["chunk_genes"]] if GR["chunk_genes"] else [],
         # params (not {GR[...]} in the command): a changed value rebuilds the graph

@@ -1,7 +1,13 @@
-# metadata: SRA/BioSample attributes -> one harmonized ontology record per sample (DESIGN.md §3),
-# the review queue, the LLM cost report, the bias report, and sex imputed from expression.
+# metadata: SRA/BioSample attributes -> one harmonized ontology record per sample (README,
+# "Metadata harmonization"), the review queue, the LLM cost report, the bias report, and sex
+# imputed from expression.
 # The ontology index is cached under metadata.cache_dir ($BULKFM_CACHE or ~/.cache/bulkfm).
 MD = config["metadata"]
+# The sex plot only where the reference has XIST/chrY genes (not the chr19 demo: its
+# sex_report.json and the report say why there is none).
+from bulkfm.metadata.sex import reference_has_sex_genes
+
+SEX_PLOT = bool(config["matrix"]["archs4"]) or reference_has_sex_genes(config["quant"]["reference"]["gene_table"])
 
 
 rule metadata_harmonize:
@@ -69,11 +75,13 @@ rule metadata_impute_sex:
         table=f"{OUT}/metadata/sex_imputed.tsv",
         report=f"{OUT}/metadata/sex_report.json",
         merged=f"{OUT}/metadata/harmonized_imputed.parquet",
-        plot=report(f"{OUT}/metadata/sex_imputed.png", caption="../report/sex.rst", category="2. Metadata", labels={"figure": "sex from expression"}),
+        **({"plot": report(f"{OUT}/metadata/sex_imputed.png", caption="../report/sex.rst", category="2. Metadata", labels={"figure": "sex from expression"})} if SEX_PLOT else {}),
     log:
         f"{LOGS}/metadata_impute_sex.log",
     benchmark:
         f"{BENCH}/metadata_impute_sex.tsv"
+    params:
+        plot=lambda wc, output: ["--plot", output.plot] if SEX_PLOT else [],
     threads: 1
     resources:
         mem_mb=4000,
@@ -83,4 +91,4 @@ rule metadata_impute_sex:
     shell:
         # a matrix without XIST/chrY genes (the chr19 demo) yields an empty table + the reason
         "bulkfm metadata impute-sex --matrix {input.matrix:q} --labels {input.harmonized:q} -o {output.table:q} "
-        "--report {output.report:q} --plot {output.plot:q} --merged {output.merged:q} --allow-missing-genes > {log:q} 2>&1"
+        "--report {output.report:q} {params.plot:q} --merged {output.merged:q} --allow-missing-genes > {log:q} 2>&1"

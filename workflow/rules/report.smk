@@ -5,7 +5,7 @@ EV = config["evaluate"]
 rule evaluate:
     input:
         model=f"{OUT}/train/model/manifest.json",
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         labels=EV["labels"] or [],
     output:
         metrics=f"{OUT}/evaluate/metrics.json",
@@ -17,7 +17,7 @@ rule evaluate:
         f"{BENCH}/evaluate.tsv"
     params:
         train=f"{OUT}/train",
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         out=f"{OUT}/evaluate",
         labels=lambda wc, input: ["--labels", input.labels] if input.labels else [],
         # params (not {EV[...]} in the command): a changed value re-evaluates
@@ -38,6 +38,9 @@ rule report:
     input:
         metrics=f"{OUT}/evaluate/metrics.json",
         curves=f"{OUT}/train/training_curves.png",
+        # what the report's "what this run shows" section reads
+        context=[f"{OUT}/qc/qc.tsv", f"{OUT}/metadata/harmonized.parquet", f"{OUT}/metadata/review.tsv",
+                 f"{OUT}/metadata/sex_report.json", f"{OUT}/graph/edges.summary.json"],
     output:
         f"{OUT}/report/report.md",
     log:
@@ -46,6 +49,7 @@ rule report:
         train=f"{OUT}/train",
         evaluate=f"{OUT}/evaluate",
         out=f"{OUT}/report",
+        outdir=OUT,
     resources:
         mem_mb=500,
         runtime=5,
@@ -53,4 +57,4 @@ rule report:
         "../../envs/bulkfm.yaml"
     shell:
         "bulkfm report --train {params.train:q} --evaluate {params.evaluate:q} -o {params.out:q} "
-        "> {log:q} 2>&1"
+        "--workflow-outdir {params.outdir:q} > {log:q} 2>&1"

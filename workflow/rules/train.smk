@@ -18,7 +18,7 @@ def train_config_json():
 
 rule split:
     input:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
     output:
         f"{OUT}/split/splits.tsv",
     log:
@@ -26,8 +26,8 @@ rule split:
     benchmark:
         f"{BENCH}/split.tsv"
     params:
-        matrix=f"{OUT}/matrix",
-        groups=f"{OUT}/matrix/samples.parquet",
+        matrix=MODEL_MATRIX,
+        groups=["--groups", MODEL_GROUPS] if MODEL_GROUPS else [],
         # params, not {TR[...]} in the command: a changed value reruns the split (and training);
         # Snakemake's code trigger sees only the command template.
         opts=["--val-fraction", TR["val_fraction"], "--test-fraction", TR["test_fraction"], "--seed", TR["seed"]],
@@ -37,13 +37,13 @@ rule split:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm split --samples {params.matrix:q} --groups {params.groups:q} {params.opts:q} "
+        "bulkfm split --samples {params.matrix:q} {params.groups:q} {params.opts:q} "
         "-o {output:q} > {log:q} 2>&1"
 
 
 rule train:
     input:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         split=f"{OUT}/split/splits.tsv",
         graph=gene_graph() if TR.get("model", {}).get("use_gcn", True) else [],
         esm2=esm2_embeddings(),
@@ -58,7 +58,7 @@ rule train:
     benchmark:
         f"{BENCH}/train.tsv"
     params:
-        matrix=f"{OUT}/matrix",
+        matrix=MODEL_MATRIX,
         out=f"{OUT}/train",
         cfg=train_config_json(),
         graph=lambda wc, input: ["--graph", input.graph] if input.graph else [],

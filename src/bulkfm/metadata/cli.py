@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "metadata",
         help="harmonize sample metadata to ontology terms; evaluate; impute sex; bias report",
-        description="Sample metadata harmonization (DESIGN.md §3): raw SRA/BioSample attributes or free "
+        description="Sample metadata harmonization (README, 'Metadata harmonization'): raw SRA/BioSample attributes or free "
                     "text -> one validated ontology record per sample, cheapest method first.",
     )
     sub = p.add_subparsers(dest="metadata_command", metavar="SUBCOMMAND", required=True)

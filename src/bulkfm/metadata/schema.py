@@ -1,4 +1,4 @@
-"""The harmonized record (DESIGN.md §3): every sample gets every field, each with value,
+"""The harmonized record (README, "Metadata harmonization"): every sample gets every field, each with value,
 ontology_id, source, method and confidence. The long table has one row per (sample_id, field)."""
 
 from __future__ import annotations

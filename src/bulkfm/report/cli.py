@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train", required=True, help="bulkfm train output directory")
     p.add_argument("--evaluate", help="bulkfm evaluate output (default TRAIN/evaluate)")
     p.add_argument("-o", "--output", required=True, help="report directory to write")
+    p.add_argument("--workflow-outdir", help="the workflow's outdir: the report then says what each "
+                   "stage ran on (sample counts, the model's matrix, metadata filled, sex skipped)")
     p.set_defaults(func=run)
 
 
@@ -21,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from bulkfm.report.gather import build_report
 
     try:
-        out = build_report(args.train, args.evaluate, args.output)
+        out = build_report(args.train, args.evaluate, args.output, args.workflow_outdir)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     print(f"wrote {out}/report.md")

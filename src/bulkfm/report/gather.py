@@ -28,13 +28,20 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def build_report(train_dir: str | os.PathLike[str], evaluate_dir: str | os.PathLike[str] | None,
-                 out: str | os.PathLike[str]) -> Path:
+                 out: str | os.PathLike[str], workflow_outdir: str | os.PathLike[str] | None = None) -> Path:
     train_dir = Path(train_dir)
     eval_dir = Path(evaluate_dir) if evaluate_dir else train_dir / "evaluate"
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         md = ["# bulkfm report", ""]
+        if workflow_outdir:
+            from bulkfm.report.context import run_context
+
+            mj0 = eval_dir / "metrics.json"
+            ctx = run_context(workflow_outdir, json.loads(mj0.read_text()) if mj0.exists() else None)
+            if ctx:
+                md += ["## What this run shows, and what it cannot", "", *ctx, ""]
         summary = train_dir / "summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())

@@ -29,7 +29,7 @@ from bulkfm.common.atomic import write_text_atomic
 from bulkfm.common.deadline import total_deadline
 from bulkfm.sra import ena
 from bulkfm.sra.accessions import validate_run
-from bulkfm.sra.net import NETWORK_FIX, TRANSIENT, Endpoints, NetworkError, RetryPolicy, session
+from bulkfm.sra.net import NETWORK_FIX, TRANSIENT, Endpoints, NetworkError, RetryPolicy, permanent_reason, session
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,9 @@ def download(url: str, target: Path, md5: str | None, policy: RetryPolicy, sess:
                     continue
         except TRANSIENT as exc:
             last = f"{type(exc).__name__}: {exc}"[:300]
+            permanent = permanent_reason(exc)
+            if permanent:  # DNS / no route / refused: no wait cures it
+                raise DownloadError(f"{what}: {url}: {permanent}; not retried ({last}). {NETWORK_FIX}") from exc
             size = part.stat().st_size if part.exists() else 0
             log.warning("%s: connection lost at %d bytes (%s); resuming (%d/%d)", what, size, last, attempt + 1, len(waits))
             continue

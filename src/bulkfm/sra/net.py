@@ -2,13 +2,17 @@
 
 ``Endpoints`` holds every base URL the sra stage talks to, so tests (and users behind a mirror)
 point the real client code at another host. ``RetryPolicy`` + :func:`get` give bounded retries
-with exponential backoff; when they run out, :class:`NetworkError` names the accession and the fix.
+with exponential backoff for transient errors; when they run out, or at once for a failure no wait
+cures (DNS, no route, refused: :func:`permanent_reason`), :class:`NetworkError` names the
+accession and the fix.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -91,6 +95,37 @@ class RetryableStatus(requests.RequestException):
     """An HTTP status that should be retried (raised internally)."""
 
 
+# Connection failures that no wait cures: the name does not resolve (offline, no DNS, a typo in
+# sra.endpoints), there is no route, or nothing listens. Retrying these only delays the error by
+# the whole backoff (4 retries: ~62 s per accession).
+_PERMANENT_ERRNO = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH}
+
+
+def permanent_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` (a requests/urllib3 connection error) will fail again at once, or None when
+    it may be transient (timeout, reset, cut body, 5xx). Walks the wrapped causes, since
+    requests -> urllib3 -> socket each wrap the one below."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror):
+            return f"host name does not resolve ({e.strerror or e}): no network/DNS, or a wrong host name"
+        if type(e).__name__ == "NameResolutionError":  # urllib3 >= 2 (wraps the gaierror)
+            return "host name does not resolve: no network/DNS, or a wrong host name"
+        if isinstance(e, OSError) and e.errno in _PERMANENT_ERRNO:
+            return {errno.ECONNREFUSED: "connection refused (nothing listens on that host/port)",
+                    errno.ENETUNREACH: "network unreachable (no route)",
+                    errno.EHOSTUNREACH: "host unreachable (no route)"}[e.errno]
+        for nxt in (e.__cause__, e.__context__, getattr(e, "reason", None), *getattr(e, "args", ())):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+    return None
+
+
 def session() -> requests.Session:
     from bulkfm.common.deadline import mount
 
@@ -114,6 +149,11 @@ def with_retries(
         try:
             return fn()
         except retry_on as exc:
+            permanent = permanent_reason(exc)
+            if permanent:
+                raise NetworkError(
+                    f"{what} failed: {permanent}; not retried ({_short(exc)}). {NETWORK_FIX}"
+                ) from exc
             if attempt == len(waits):
                 raise NetworkError(
                     f"{what} failed after {attempt + 1} attempts: {_short(exc)}. {NETWORK_FIX}"

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train the autoencoder, then the graph transformer (resumable, DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Stage 1 trains a denoising autoencoder, stage 2 the BulkFormer-style graph "
-                    "transformer with 15%% masked genes. Resumes from DIR's last complete "
+                    "transformer with 15% masked genes. Resumes from DIR's last complete "
                     "checkpoint by default; SIGTERM saves a checkpoint and exits 143. Run under "
                     "`torchrun --nproc_per_node=N` for DDP (gloo on CPU, nccl on GPU).",
         epilog="example:\n  bulkfm train --matrix expr.parquet --labels labels.tsv "
