@@ -143,7 +143,9 @@ def test_demo_with_hostile_outdir_and_sheet_runs_nothing_and_stays_inside(tmp_pa
     sheet = _sheet(tmp_path)
     before = set(os.listdir(tmp_path))
     repo_before = {p for p in os.listdir(REPO)}
-    snakemake_cmd("--cores", "2", "--config", f"outdir={out}", f"samples={sheet}", marker=marker)
+    # a copy of the demo's reads under a hostile name: the demo's stand-ins, on purpose
+    snakemake_cmd("--cores", "2", "--config", f"outdir={out}", f"samples={sheet}", "allow_demo_defaults=True",
+                  marker=marker)
     assert not marker.exists(), "a path was executed by a shell"
     assert set(os.listdir(tmp_path)) - before == {out.name}, "something was written beside outdir"
     assert set(os.listdir(REPO)) - repo_before <= {".snakemake"}  # nothing in the checkout

@@ -9,10 +9,11 @@ pytestmark = pytest.mark.workflow
 
 
 def _plan(run_snakemake, tmp_path, accessions):
+    # accessions planned against the demo's chr19 reference, on purpose (allow_demo_defaults)
     sheet = tmp_path / "runs.tsv"
     sheet.write_text("accession\n" + "\n".join(accessions) + "\n")
     return run_snakemake("-n", "--cores", "1", "--config", f"samples={sheet}", f"outdir={tmp_path / 'out'}",
-                         check=False)
+                         "allow_demo_defaults=True", check=False)
 
 
 def test_invalid_accession_at_row_1001_fails_the_plan(run_snakemake, tmp_path):
