@@ -30,7 +30,9 @@ else:
 
     rule matrix:
         input:
+            # qc.tsv lists each passing sample's gene vector, as the batch tables wrote it
             qc=f"{OUT}/qc/qc.tsv",
+            batches=batch_tables,
             reference=f"{OUT}/reference/genes",
             # study/BioProject per sample, for the split by study downstream
             metadata=f"{OUT}/sra/metadata.parquet",
@@ -41,7 +43,6 @@ else:
         benchmark:
             f"{BENCH}/matrix.tsv"
         params:
-            quant=f"{OUT}/quant",
             types=",".join(MX["gene_types"]) or "all",
             cfa=MX["counts_from_abundance"],
             renorm=[] if MX["renormalize_tpm"] else ["--no-renormalize-tpm"],
@@ -51,6 +52,6 @@ else:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm matrix build --qc {input.qc:q} --quant-dir {params.quant:q} "
+            "bulkfm matrix build --qc {input.qc:q} "
             "--reference {input.reference:q} --metadata {input.metadata:q} --gene-types {params.types:q} "
             "--counts-from-abundance {params.cfa:q} {params.renorm:q} -o {output:q} > {log:q} 2>&1"

@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = p.add_subparsers(dest="matrix_command", metavar="STEP", required=True)
 
     b = m.add_parser("build", help="stack per-sample gene vectors of QC-passing samples")
-    b.add_argument("--qc", required=True, help="qc.tsv from `bulkfm quant qc`")
-    b.add_argument("--quant-dir", required=True, help="quant output directory (samples/ below)")
+    b.add_argument("--qc", required=True,
+                   help="qc.tsv from `bulkfm quant qc`: its passing rows and their `genes` paths")
     b.add_argument("--reference", required=True, help="directory with genes.parquet")
     b.add_argument("--metadata", help="optional per-sample table (parquet/TSV) joined on sample")
     b.add_argument("--gene-types", default="protein_coding",
@@ -47,9 +47,12 @@ def _gene_types(value: str) -> list[str] | None:
 
 def _build(args: argparse.Namespace) -> int:
     from bulkfm.matrix.build import build_matrix
-    from bulkfm.quant.batch import sample_dir
 
-    qc = pd.read_csv(args.qc, sep="\t", dtype={"sample": str, "reason": str})
+    qc = pd.read_csv(args.qc, sep="\t", dtype={"sample": str, "reason": str, "genes": str})
+    if "genes" not in qc.columns:
+        raise UserError(f"{args.qc} has no `genes` column (written by an older bulkfm): rerun the "
+                        "batches and their QC table (snakemake --forcerun quant_batch; finished "
+                        "samples are skipped, not quantified again)")
     passing = qc[qc["status"] == "pass"]
     excluded = len(qc) - len(passing)
     if excluded:
@@ -57,6 +60,11 @@ def _build(args: argparse.Namespace) -> int:
     if passing.empty:
         raise UserError(f"no sample passed QC in {args.qc}; see the failed list for reasons, and "
                         "the quant.qc thresholds in the config")
+    unnamed = passing.loc[passing["genes"].isna(), "sample"].tolist()
+    if unnamed:
+        raise UserError(f"{args.qc}: passing samples with no `genes` path: {', '.join(unnamed[:5])}"
+                        f"{' …' if len(unnamed) > 5 else ''}; rerun their batches (snakemake "
+                        "--forcerun quant_batch)")
     samples = passing.rename(columns={"sample": "sample_id"}).reset_index(drop=True)
     if args.metadata:
         meta = (pd.read_parquet(args.metadata) if args.metadata.endswith(".parquet")
@@ -67,7 +75,8 @@ def _build(args: argparse.Namespace) -> int:
         meta = meta.rename(columns={key: "sample_id"}).drop_duplicates("sample_id")
         extra = [c for c in meta.columns if c not in samples.columns or c == "sample_id"]
         samples = samples.merge(meta[extra], on="sample_id", how="left")
-    paths = [sample_dir(Path(args.quant_dir), s) / "genes.npy" for s in samples["sample_id"]]
+    paths = [Path(p) for p in samples["genes"]]
+    samples = samples.drop(columns=["genes"])
     genes = pd.read_parquet(Path(args.reference) / "genes.parquet")
     try:
         build_matrix(samples, paths, genes, Path(args.out), gene_types=_gene_types(args.gene_types),

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 BATCH_COLUMNS = ["sample", "run", "status", "reason", "reads_processed", "reads_mapped",
                  "mapping_rate", "library_type", "strand_fraction_reverse",
                  "salmon_expected_format", "n_unmapped_transcripts", "seconds_total",
-                 "seconds_salmon"]
+                 "seconds_salmon", "genes"]
 
 
 @dataclass
@@ -61,6 +61,14 @@ class BatchSettings:
 
 def sample_dir(outdir: Path, sample: str) -> Path:
     return Path(outdir) / "samples" / sample
+
+
+def _with_genes_path(record: dict, outdir: Path) -> dict:
+    """The batch table names the gene vector of each quantified sample: the matrix stacks what
+    its input tables list, instead of rebuilding quant's directory layout."""
+    if record.get("status") in ("pass", "fail_qc"):
+        record["genes"] = str(sample_dir(outdir, record["sample"]) / "genes.npy")
+    return record
 
 
 def _fetch(sample: Sample, settings: BatchSettings) -> tuple[list[Path], bool]:
@@ -145,7 +153,7 @@ def run_batch(samples: list[Sample], settings: BatchSettings, out_tsv: Path,
     for i, sample in enumerate(samples, 1):
         done = sample_dir(settings.outdir, sample.sample) / "qc.json"
         if done.exists():
-            records.append(json.loads(done.read_text()))
+            records.append(_with_genes_path(json.loads(done.read_text()), settings.outdir))
             log.info("[%d/%d] %s: already done, skipped", i, len(samples), sample.sample)
             continue
         try:
@@ -162,7 +170,7 @@ def run_batch(samples: list[Sample], settings: BatchSettings, out_tsv: Path,
                       _error_fix(exc))
             record = {"sample": sample.sample, "run": sample.run or "", "status": "error",
                       "reason": _error_fix(exc).replace("\n", " | ")}
-        records.append(record)
+        records.append(_with_genes_path(record, settings.outdir))
         if progress:
             progress(i, len(samples))
     table = pd.DataFrame.from_records(records).reindex(columns=BATCH_COLUMNS)
