@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,45 @@ class Sample:
     @property
     def fastqs(self) -> list[str]:
         return [f for f in (self.fastq_1, self.fastq_2) if f]
+
+
+# Columns that may name the samples of a per-sample table, in the order of the rule below.
+ID_COLUMNS = ("sample_id", "run", "sample")
+
+
+def id_column(table: pd.DataFrame, known: Iterable[str] | None = None,
+              where: str | os.PathLike[str] = "table") -> str:
+    """The column that names the samples of a per-sample table: the one rule every stage uses.
+
+    ``sample_id`` when present. Else ``run`` or ``sample``: given ``known`` IDs (the samples of
+    the matrix being joined), the one that matches more of them;
+    otherwise ``run`` first, because in SRA tables ``sample`` is the BioSample (SRS) accession
+    while bulkfm names a sample by its run.
+    """
+    cols = [c for c in ID_COLUMNS if c in table.columns]
+    if not cols:
+        raise SampleSheetError(f"{where}: no sample ID column (one of {', '.join(ID_COLUMNS)}); "
+                               "add a sample_id column")
+    if cols[0] == "sample_id" or len(cols) == 1 or known is None:
+        return cols[0]
+    ids = set(map(str, known))
+    hits = {c: int(table[c].astype(str).isin(ids).sum()) for c in cols}
+    return max(cols, key=lambda c: (hits[c], c == cols[0]))
+
+
+def read_sample_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A per-sample table (labels, groups, metadata): Parquet, CSV (``.csv``/``.csv.gz``) or
+    else TSV, read as text so that IDs keep their leading zeros."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    sep = "," if path.name.lower().endswith((".csv", ".csv.gz")) else "\t"
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+
+
+def sheet_accessions(df: pd.DataFrame) -> list[str]:
+    """The accessions of a checked sheet (rows with reads from SRA/ENA, not local FASTQ)."""
+    return [a for a, k in zip(df["accession"], df["kind"]) if k != "local"]
 
 
 def read_sheet(path: str | Path) -> pd.DataFrame:

@@ -45,7 +45,6 @@ if EM["weights"]:
         benchmark:
             f"{BENCH}/embed.tsv"
         params:
-            matrix=f"{OUT}/matrix",
             weights=EM["weights"],
             # params (not {EM[...]} in the command): a changed value re-embeds
             opts=["--repr-layer", EM["repr_layer"], "--batch-tokens", EM["batch_tokens"], "--device", EM["device"]],
@@ -57,6 +56,6 @@ if EM["weights"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm embed genes --proteins {input.proteins:q} --genes {params.matrix:q} "
+            "bulkfm embed genes --proteins {input.proteins:q} --genes {input.matrix:q} "
             "--weights {params.weights:q} -o {output:q} {params.opts:q} --threads {threads} "
             "> {log:q} 2>&1"

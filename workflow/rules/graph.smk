@@ -26,7 +26,6 @@ rule graph:
     benchmark:
         f"{BENCH}/graph.tsv"
     params:
-        matrix=MODEL_MATRIX,
         split=lambda wc, input: ["--split", input.split] if input.split else [],
         chunk=["--chunk-genes", GR["chunk_genes"]] if GR["chunk_genes"] else [],
         # params (not {GR[...]} in the command): a changed value rebuilds the graph
@@ -41,7 +40,7 @@ rule graph:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm graph build --matrix {params.matrix:q} {params.split:q} -o {output.edges:q} "
+        "bulkfm graph build --matrix {input.matrix:q} {params.split:q} -o {output.edges:q} "
         "--summary {output.summary:q} --plot {output.plot:q} {params.opts:q} {params.chunk:q} "
         "--threads {threads} "
         "> {log:q} 2>&1"

@@ -17,7 +17,6 @@ rule evaluate:
         f"{BENCH}/evaluate.tsv"
     params:
         train=f"{OUT}/train",
-        matrix=MODEL_MATRIX,
         out=f"{OUT}/evaluate",
         labels=lambda wc, input: ["--labels", input.labels] if input.labels else [],
         # params (not {EV[...]} in the command): a changed value re-evaluates
@@ -30,7 +29,7 @@ rule evaluate:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm evaluate {params.train:q} --matrix {params.matrix:q} {params.labels:q} "
+        "bulkfm evaluate {params.train:q} --matrix {input.matrix:q} {params.labels:q} "
         "-o {params.out:q} {params.opts:q} --no-progress > {log:q} 2>&1"
 
 

@@ -26,7 +26,6 @@ rule split:
     benchmark:
         f"{BENCH}/split.tsv"
     params:
-        matrix=MODEL_MATRIX,
         groups=["--groups", MODEL_GROUPS] if MODEL_GROUPS else [],
         # params, not {TR[...]} in the command: a changed value reruns the split (and training);
         # Snakemake's code trigger sees only the command template.
@@ -37,7 +36,7 @@ rule split:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm split --samples {params.matrix:q} {params.groups:q} {params.opts:q} "
+        "bulkfm split --samples {input.matrix:q} {params.groups:q} {params.opts:q} "
         "-o {output:q} > {log:q} 2>&1"
 
 
@@ -58,7 +57,6 @@ rule train:
     benchmark:
         f"{BENCH}/train.tsv"
     params:
-        matrix=MODEL_MATRIX,
         out=f"{OUT}/train",
         cfg=train_config_json(),
         graph=lambda wc, input: ["--graph", input.graph] if input.graph else [],
@@ -73,6 +71,6 @@ rule train:
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "{params.launch:q} train --matrix {params.matrix:q} --splits {input.split:q} "
+        "{params.launch:q} train --matrix {input.matrix:q} --splits {input.split:q} "
         "--out {params.out:q} --config-json {params.cfg:q} {params.graph:q} {params.esm2:q} "
         "--on-config-change restart --no-progress > {log:q} 2>&1"

@@ -6,23 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bulkfm.common.atomic import atomic_path
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, png: Path) -> Path:
-    with atomic_path(png, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    _plt().close(fig)
-    return png
+from bulkfm.common.figures import pyplot, save_png
 
 
 def plot_tsne(panels: dict[str, np.ndarray], labels: np.ndarray | None, png: Path,
@@ -30,7 +14,7 @@ def plot_tsne(panels: dict[str, np.ndarray], labels: np.ndarray | None, png: Pat
     """One t-SNE panel per embedding (same samples), coloured by label."""
     from sklearn.manifold import TSNE
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
     classes = np.unique(labels) if labels is not None else np.array(["all"])
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
@@ -48,13 +32,13 @@ def plot_tsne(panels: dict[str, np.ndarray], labels: np.ndarray | None, png: Pat
         axes[0][-1].legend(fontsize=7, markerscale=1.5, loc="best")
     fig.suptitle(f"t-SNE of {len(next(iter(panels.values())))} samples")
     fig.tight_layout()
-    return _save(fig, png)
+    return save_png(fig, png, dpi=110)
 
 
 def plot_reconstruction(points: dict[str, tuple[np.ndarray, np.ndarray]],
                         scores: dict[str, dict[str, float]], png: Path) -> Path:
     """Left: predicted vs true masked values per method; right: PCC and MSE bars."""
-    plt = _plt()
+    plt = pyplot()
     n = len(points)
     fig, axes = plt.subplots(1, n + 1, figsize=(4 * (n + 1), 4))
     for ax, (name, (t, p)) in zip(axes[:n], points.items(), strict=True):
@@ -74,4 +58,4 @@ def plot_reconstruction(points: dict[str, tuple[np.ndarray, np.ndarray]],
         ax.text(i, scores[m]["pcc"], f"{scores[m]['pcc']:.3f}\nMSE {scores[m]['mse']:.2f}",
                 ha="center", va="bottom", fontsize=7)
     fig.tight_layout()
-    return _save(fig, png)
+    return save_png(fig, png, dpi=110)

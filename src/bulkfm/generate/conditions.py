@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bulkfm.metadata.schema import FIELDS
+from bulkfm.samples import ID_COLUMNS, id_column
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 NUMERIC: frozenset[str] = frozenset({"age_years", "dose", "time"})
 KNOWN_FIELDS: tuple[str, ...] = (*FIELDS, STUDY)
-ID_COLUMNS = ("sample_id", "sample", "run")
 # Columns a metadata TSV may carry that are not conditions (hold-out groups, free text).
 PASSIVE_COLUMNS = frozenset({"group", "participant", "bioproject", "label", "title",
                              "description"})
@@ -99,10 +99,10 @@ def read_metadata(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str,
     else:
         raw = pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".txt", ".gz") else ",",
                           dtype=str, keep_default_na=False)
-    id_col = next((c for c in ID_COLUMNS if c in raw.columns), None)
-    if id_col is None:
+    if not set(ID_COLUMNS) & set(raw.columns):
         raise ConditionError(f"{path}: no sample_id column; the metadata table needs sample_id "
                              "and one column per field (e.g. disease, sex, study)")
+    id_col = id_column(raw, where=path)
     raw = raw.rename(columns={id_col: "sample_id"})
     passive = [c for c in raw.columns if c in PASSIVE_COLUMNS]
     cols = [c for c in raw.columns if c != "sample_id" and c not in passive

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bulkfm.evaluate.plots import _plt, _save
+from bulkfm.common.figures import pyplot, save_png
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def plot_embedding(p_real: np.ndarray, p_fake: np.ndarray, keys: np.ndarray, png
     if len(p_real) < 5:
         return None
     xy, method = _embed2d(np.vstack([p_real, p_fake]), seed)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5.5))
     conds = sorted(set(keys))
     cmap = plt.get_cmap("tab20")
@@ -44,7 +44,7 @@ def plot_embedding(p_real: np.ndarray, p_fake: np.ndarray, keys: np.ndarray, png
     ax.set_title(f"{method} of held-out real (o) and generated (x) profiles")
     ax.legend(fontsize=6, loc="best", ncol=1)
     fig.tight_layout()
-    return _save(fig, png)
+    return save_png(fig, png, dpi=110)
 
 
 def plot_deltas(items: list[tuple[str, bool, np.ndarray, np.ndarray, np.ndarray]], png: Path
@@ -52,7 +52,7 @@ def plot_deltas(items: list[tuple[str, bool, np.ndarray, np.ndarray, np.ndarray]
     """items: (condition, seen, real change, generated change, baseline change) [G] each."""
     if not items:
         return None
-    plt = _plt()
+    plt = pyplot()
     cols = min(3, len(items))
     rows = -(-len(items) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
@@ -69,4 +69,4 @@ def plot_deltas(items: list[tuple[str, bool, np.ndarray, np.ndarray, np.ndarray]
     for ax in list(axes.flat)[len(items):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, png)
+    return save_png(fig, png, dpi=110)

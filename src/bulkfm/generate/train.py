@@ -39,10 +39,10 @@ from bulkfm.generate.conditions import (STUDY, UNKNOWN, ConditionError, Vocabula
                                         read_metadata)
 from bulkfm.generate.model import PARTS, Generator, GeneratorConfig
 from bulkfm.matrix.store import ExpressionMatrix, iter_row_batches, open_matrix
-from bulkfm.model.checkpoint import (CheckpointError, is_complete, load_train_state, read_genes,
-                                     resolve, save_checkpoint, verify)
+from bulkfm.model.checkpoint import (CheckpointError, is_complete, latest_checkpoint,
+                                     load_train_state, prune_checkpoints, read_genes, resolve,
+                                     save_checkpoint, verify)
 from bulkfm.train.data import SubsetMatrix, gene_moments, select_genes, step_generator
-from bulkfm.train.loop import _prune, latest_checkpoint
 from bulkfm.train.split import make_split
 
 log = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
             save_checkpoint(ckroot / f"step-{step:08d}", model, mcfg, genes, kind=KIND,
                             train_state={"optimizer": opt.state_dict(), "step": step},
                             meta=meta_json)
-            _prune(ckroot, cfg.keep_checkpoints)
+            prune_checkpoints(ckroot, cfg.keep_checkpoints)
     bar.close()
     model.eval()
     fit_priors(model, data, train_rows, codes, bs)

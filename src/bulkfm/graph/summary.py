@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bulkfm.common.atomic import atomic_path
+from bulkfm.common.figures import pyplot, save_png
 
 
 def graph_summary(source: np.ndarray, target: np.ndarray, pcc: np.ndarray, n_genes: int,
@@ -39,10 +39,7 @@ def graph_summary(source: np.ndarray, target: np.ndarray, pcc: np.ndarray, n_gen
 def plot_degrees(path: str | os.PathLike[str], source: np.ndarray, target: np.ndarray,
                  n_genes: int, title: str) -> Path:
     """Two panels: out-degree (capped at top-k) and in-degree (hubs); isolated count in title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out_deg = np.bincount(source, minlength=n_genes)
     in_deg = np.bincount(target, minlength=n_genes)
@@ -57,7 +54,5 @@ def plot_degrees(path: str | os.PathLike[str], source: np.ndarray, target: np.nd
     fig.suptitle(f"{title}: {len(source):,} edges, {n_genes:,} genes, {isolated:,} isolated")
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return path

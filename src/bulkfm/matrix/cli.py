@@ -47,6 +47,7 @@ def _gene_types(value: str) -> list[str] | None:
 
 def _build(args: argparse.Namespace) -> int:
     from bulkfm.matrix.build import build_matrix
+    from bulkfm.samples import ID_COLUMNS, id_column, read_sample_table
 
     qc = pd.read_csv(args.qc, sep="\t", dtype={"sample": str, "reason": str, "genes": str})
     if "genes" not in qc.columns:
@@ -67,11 +68,9 @@ def _build(args: argparse.Namespace) -> int:
                         "--forcerun quant_batch)")
     samples = passing.rename(columns={"sample": "sample_id"}).reset_index(drop=True)
     if args.metadata:
-        meta = (pd.read_parquet(args.metadata) if args.metadata.endswith(".parquet")
-                else pd.read_csv(args.metadata, sep="\t", dtype=str))
-        # sra/metadata.parquet names samples by run (its `sample` column is the SRS accession).
-        key = next(k for k in ("sample_id", "run", "sample") if k in meta.columns)
-        meta = meta.drop(columns=[c for c in ("sample_id", "sample") if c != key and c in meta.columns])
+        meta = read_sample_table(args.metadata)
+        key = id_column(meta, known=samples["sample_id"], where=args.metadata)
+        meta = meta.drop(columns=[c for c in ID_COLUMNS if c not in (key, "run") and c in meta.columns])
         meta = meta.rename(columns={key: "sample_id"}).drop_duplicates("sample_id")
         extra = [c for c in meta.columns if c not in samples.columns or c == "sample_id"]
         samples = samples.merge(meta[extra], on="sample_id", how="left")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bulkfm.common.atomic import atomic_path
+from bulkfm.common.figures import pyplot, save_png
 from bulkfm.metadata.schema import FIELDS
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,7 @@ TOP = 20
 
 
 def _bar(counts: pd.Series, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     top = counts.head(TOP)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * max(4, len(top)) + 1), dpi=110)
@@ -34,9 +32,7 @@ def _bar(counts: pd.Series, title: str, path: Path) -> None:
     ax.set_xlabel("samples")
     ax.set_title(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _missing_before(input_path: str | None, samples: list[str]) -> tuple[dict[str, float], dict[str, str]]:
@@ -116,10 +112,7 @@ def bias_report(harmonized: str | os.PathLike[str], outdir: str | os.PathLike[st
 
 
 def _missing_plot(before: dict[str, float], after: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     y = np.arange(len(FIELDS))
@@ -132,6 +125,4 @@ def _missing_plot(before: dict[str, float], after: dict[str, float], path: Path)
     ax.set_xlim(0, 1)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)

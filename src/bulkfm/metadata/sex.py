@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from bulkfm.common.atomic import atomic_path, write_text_atomic
+from bulkfm.common.figures import pyplot, save_png
 from bulkfm.metadata.schema import FEMALE, MALE
+from bulkfm.samples import ID_COLUMNS, id_column
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,7 @@ def read_labels(path: str | os.PathLike[str]) -> dict[str, str | None]:
     else:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     col = next((c for c in ("sex", "gender", "value") if c in df.columns), None)
-    sid = next((c for c in ("sample_id", "run", "sample") if c in df.columns), None)
+    sid = id_column(df, where=path) if set(ID_COLUMNS) & set(df.columns) else None
     if col is None or sid is None:
         raise SexImputationError(f"{path}: needs sample_id and sex columns (or a harmonized.parquet)")
     out = {}
@@ -152,10 +154,7 @@ def read_labels(path: str | os.PathLike[str]) -> dict[str, str | None]:
 
 
 def plot(samples: list[str], feats: np.ndarray, result: SexResult, path: str | os.PathLike[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = result.table
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
@@ -169,9 +168,7 @@ def plot(samples: list[str], feats: np.ndarray, result: SexResult, path: str | o
     ax.set_title("Sex from expression")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def reference_has_sex_genes(gene_table: str | os.PathLike[str] | None) -> bool:

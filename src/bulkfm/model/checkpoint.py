@@ -96,6 +96,37 @@ def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:
+    """Newest complete, checksum-valid ``step-*`` checkpoint under root; corrupt ones are
+    skipped loudly (a resumed run falls back to the one before)."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in sorted(root.glob("step-*"), reverse=True):
+        if not is_complete(path):
+            continue
+        try:
+            verify(path)
+        except CheckpointError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        return path
+    return None
+
+
+def prune_checkpoints(root: str | os.PathLike[str], keep: int) -> None:
+    """Keep the newest ``keep`` complete step checkpoints; drop older ones and the temporary
+    directories of a job killed while writing."""
+    import shutil
+
+    root = Path(root)
+    done = sorted(p for p in root.glob("step-*") if is_complete(p))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in root.glob(".step-*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def resolve(path: str | os.PathLike[str]) -> Path:
     """A checkpoint directory, or a ``bulkfm train`` output directory (-> its model, else AE)."""
     path = Path(path)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from bulkfm.cli import UserError
+from bulkfm.samples import (SampleSheetError, check_sheet, local_metadata, read_sheet,
+                            sheet_accessions)
 from bulkfm.sra.accessions import AccessionError
 from bulkfm.sra.config import SraConfig
 from bulkfm.sra.download import METHODS, DownloadError, fetch_fastq
@@ -19,7 +21,6 @@ from bulkfm.sra.net import NetworkError
 from bulkfm.sra.resolve import ResolveError, resolve, write_metadata
 
 log = logging.getLogger(__name__)
-SHEET_COLUMNS = ("accession", "run", "sra", "sample")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Runs that are not human bulk RNA-seq are kept with an excluded_reason.",
     )
     r.add_argument("accessions", nargs="*", metavar="ACC", help="accessions (case-insensitive)")
-    r.add_argument("--sheet", type=Path, help="sample sheet (TSV/CSV) with an 'accession' (or 'run') column; rows with fastq_1 set are local and skipped")
+    r.add_argument("--sheet", type=Path, help="the workflow's sample sheet (TSV/CSV: accession or fastq_1 per row); local-FASTQ rows get their metadata from the sheet's columns")
     r.add_argument("-o", "--output", type=Path, required=True, help="output Parquet, e.g. results/sra/metadata.parquet")
     r.add_argument("--no-human-filter", action="store_true", help="keep every run (no excluded_reason)")
     r.add_argument("--config", type=Path, help="YAML with an sra: block (or the block itself)")
@@ -71,20 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_check)
 
 
-def read_sheet(path: Path) -> list[str]:
-    sep = "," if path.suffix.lower() == ".csv" else "\t"
-    try:
-        sheet = pd.read_csv(path, sep=sep, dtype=str, comment="#").fillna("")
-    except (OSError, pd.errors.ParserError) as exc:
-        raise UserError(f"cannot read sample sheet {path}: {exc}") from exc
-    col = next((c for c in SHEET_COLUMNS if c in sheet.columns), None)
-    if col is None:
-        raise UserError(f"sample sheet {path} needs one of the columns {list(SHEET_COLUMNS)}; it has {list(sheet.columns)}")
-    if "fastq_1" in sheet.columns:
-        sheet = sheet[sheet["fastq_1"].str.strip() == ""]
-    return [a for a in sheet[col].str.strip() if a]
-
-
 def _config(path: Path | None) -> SraConfig:
     """The sra settings: a YAML file, or the block as JSON text (how the workflow passes it)."""
     try:
@@ -95,8 +82,9 @@ def _config(path: Path | None) -> SraConfig:
 
 def _resolve(args: argparse.Namespace) -> int:
     cfg = _config(args.config)
-    accs = list(args.accessions) + (read_sheet(args.sheet) if args.sheet else [])
-    local = _local_rows(args.sheet) if args.sheet else pd.DataFrame()
+    sheet = _sheet(args.sheet) if args.sheet else None
+    accs = list(args.accessions) + (sheet_accessions(sheet) if sheet is not None else [])
+    local = local_metadata(sheet) if sheet is not None else pd.DataFrame()
     if not accs and local.empty:
         raise UserError("give accessions or --sheet with an 'accession' column")
     if not accs:  # only local FASTQ: their metadata is the sheet's columns, no network needed
@@ -121,13 +109,10 @@ def _resolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_rows(sheet: Path) -> pd.DataFrame:
-    """Rows for local-FASTQ samples, with the sheet's extra columns as their attributes."""
-    from bulkfm.samples import SampleSheetError, check_sheet, local_metadata
-    from bulkfm.samples import read_sheet as read_samples
-
+def _sheet(path: Path) -> pd.DataFrame:
+    """The sample sheet, read and checked once by the reader every stage uses."""
     try:
-        return local_metadata(check_sheet(read_samples(sheet), str(sheet)))
+        return check_sheet(read_sheet(path), str(path))
     except SampleSheetError as exc:
         raise UserError(str(exc)) from exc
 

@@ -83,8 +83,6 @@ def _user_errors():
 
 
 def run_split(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from bulkfm.cli import UserError
     from bulkfm.train.split import make_split, read_groups, write_split
 
@@ -96,12 +94,10 @@ def run_split(args: argparse.Namespace) -> int:
 
             samples = list(open_matrix(src).samples)
         else:
-            table = (pd.read_parquet(src) if src.suffix == ".parquet"
-                     else pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False))
-            col = next((c for c in ("sample_id", "sample", "run") if c in table.columns), None)
-            if col is None:
-                raise ValueError(f"{src}: no sample_id column")
-            samples = table[col].astype(str).drop_duplicates().tolist()
+            from bulkfm.samples import id_column, read_sample_table
+
+            table = read_sample_table(src)
+            samples = table[id_column(table, where=src)].astype(str).drop_duplicates().tolist()
         groups = (read_groups(args.groups, samples, args.group_column, args.id_column)
                   if args.groups else None)
         table = make_split(samples, groups, val_fraction=args.val_fraction,

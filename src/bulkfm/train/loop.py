@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 
 from bulkfm.common.atomic import atomic_path
 from bulkfm.model.checkpoint import (
-    CheckpointError,
     is_complete,
+    latest_checkpoint,
     load_train_state,
+    prune_checkpoints,
     save_checkpoint,
     verify,
 )
@@ -140,33 +141,6 @@ class MetricsLog:
             for k in ("loss", "val_loss", "lr", "grad_norm", "samples_per_s"):
                 if row.get(k) not in (None, ""):
                     self.tb.add_scalar(f"{row['stage']}/{k}", float(row[k]), int(row["step"]))
-
-
-# --------------------------------------------------------------------------- checkpoints
-def latest_checkpoint(root: Path) -> Path | None:
-    """Newest complete, checksum-valid step checkpoint; corrupt ones are skipped loudly."""
-    if not root.is_dir():
-        return None
-    for path in sorted(root.glob("step-*"), reverse=True):
-        if not is_complete(path):
-            continue
-        try:
-            verify(path)
-        except CheckpointError as exc:
-            log.warning("skipping %s", exc)
-            continue
-        return path
-    return None
-
-
-def _prune(root: Path, keep: int) -> None:
-    import shutil
-
-    done = sorted(p for p in root.glob("step-*") if is_complete(p))
-    for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for tmp in root.glob(".step-*.tmp"):  # left by a job killed while writing
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
@@ -302,7 +276,7 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
                                 train_state={"step": done, "stage": stage.name,
                                              "optimizer": opt.state_dict()},
                                 meta={"stage": stage.name, "step": done})
-                _prune(root, tcfg.keep_checkpoints)
+                prune_checkpoints(root, tcfg.keep_checkpoints)
             d.barrier()
         if stopping:
             bar.close()

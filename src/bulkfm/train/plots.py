@@ -6,14 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bulkfm.common.figures import pyplot, save_png
+
 
 def plot_training_curves(metrics_csv: Path, png: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bulkfm.common.atomic import atomic_path
+    plt = pyplot()
 
     if not metrics_csv.exists():
         return None
@@ -36,7 +33,5 @@ def plot_training_curves(metrics_csv: Path, png: Path) -> Path | None:
         ax.set_yscale("log")
         ax.legend()
     fig.tight_layout()
-    with atomic_path(png, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, png, dpi=110)
     return png

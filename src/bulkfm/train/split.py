@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bulkfm.samples import id_column as find_id_column
+from bulkfm.samples import read_sample_table
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 GROUP_COLUMNS = ("group", "bioproject", "study", "participant")
-ID_COLUMNS = ("sample_id", "sample", "run")
 
 
 def make_split(samples: list[str], groups: list[str] | None = None, *, val_fraction: float = 0.1,
@@ -63,21 +65,14 @@ def make_split(samples: list[str], groups: list[str] | None = None, *, val_fract
     return table
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".txt") else ",", dtype=str,
-                       keep_default_na=False)
-
-
 def read_groups(path: str | os.PathLike[str], samples: list[str],
                 column: str | None = None, id_column: str | None = None) -> list[str] | None:
     """Group of every sample from a TSV/CSV/Parquet table (sample id + group column)."""
     path = Path(path)
-    table = _read_table(path)
-    id_col = id_column or next((c for c in ID_COLUMNS if c in table.columns), None)
-    if id_col is None or id_col not in table.columns:
-        raise ValueError(f"{path}: no sample id column (one of {', '.join(ID_COLUMNS)})")
+    table = read_sample_table(path)
+    id_col = id_column or find_id_column(table, known=samples, where=path)
+    if id_col not in table.columns:
+        raise ValueError(f"{path}: no column {id_col!r}; has {list(table.columns)}")
     # The first group column that is filled in (BioProject is empty for local samples, whose
     # sheet may give a study instead).
     present = [c for c in GROUP_COLUMNS if c in table.columns]
