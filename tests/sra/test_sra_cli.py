@@ -84,7 +84,7 @@ def test_config_block_defaults_and_unknown_keys(tmp_path: Path) -> None:
     cfg = SraConfig()
     assert cfg["human_rnaseq_only"] is True and cfg.run_filter is not None and cfg.retry.retries == 4
     assert SraConfig.from_mapping({"sra": {"human_rnaseq_only": False}}).run_filter is None
-    with pytest.raises(ValueError, match="unknown sra config keys"):
+    with pytest.raises(ValueError, match=r"sra\.retrys \(did you mean sra\.retries\?\)"):
         SraConfig.from_mapping({"retrys": 3})
-    with pytest.raises(ValueError, match="unknown sra.endpoints keys"):
-        SraConfig.from_mapping({"endpoints": {"ncbi": "http://x"}}).endpoints
+    with pytest.raises(ValueError, match=r"unknown config key sra\.endpoints\.ncbi"):
+        SraConfig.from_mapping({"endpoints": {"ncbi": "http://x"}})

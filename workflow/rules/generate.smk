@@ -3,8 +3,9 @@
 # holds out whole studies (BioProject/study) and unseen combinations, evaluates on them.
 # Opt-in (it needs a few hundred samples; the 4-sample demo has too few): `snakemake generate_all`.
 GEN = config.get("generate", {})
-# Keys that steer the workflow, not the model: the rest goes to `bulkfm train-generator`.
-_GEN_WORKFLOW_KEYS = {"enabled", "metadata", "mem_mb", "runtime"}
+# Keys that steer the workflow, not the model (the library names them): the rest goes to
+# `bulkfm train-generator`.
+from bulkfm.generate.train import WORKFLOW_KEYS as _GEN_WORKFLOW_KEYS
 
 
 def generate_config_json():

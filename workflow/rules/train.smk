@@ -3,8 +3,9 @@
 # so no study is on both sides. train: stage 1 autoencoder, stage 2 graph transformer; resumes
 # from its last checkpoint when rerun (e.g. after a SLURM preemption), DDP when nproc > 1.
 TR = config["train"]
-# Keys that steer the workflow, not the model: everything else goes to `bulkfm train` as JSON.
-_TRAIN_WORKFLOW_KEYS = {"threads", "nproc", "gpu", "mem_mb", "runtime"}
+# Keys that steer the workflow, not the model (the library names them): everything else goes to
+# `bulkfm train` as JSON.
+from bulkfm.train.config import WORKFLOW_KEYS as _TRAIN_WORKFLOW_KEYS
 
 
 def train_launcher(nproc: int) -> list[str]:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bulkfm.common.settings import check_keys
 from bulkfm.generate.conditions import GROUPS, NUMERIC, Vocabulary
 from bulkfm.generate.decoder import Decoder
 from bulkfm.generate.embedding import ConditionalPrior, FieldEmbedding
@@ -71,10 +72,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise ValueError(f"unknown generator model keys {sorted(bad)}; known {sorted(known)}")
+        check_keys(d, {f.name for f in fields(cls)}, "generate.model")
         return cls(**d)
 
 

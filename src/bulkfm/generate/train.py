@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from bulkfm.common.atomic import write_text_atomic
+from bulkfm.common.settings import check_keys
 from bulkfm.generate.conditions import (STUDY, UNKNOWN, ConditionError, Vocabulary,
                                         attach_study, check_samples, condition_fields, condition_key,
                                         read_metadata)
@@ -47,6 +48,8 @@ from bulkfm.train.split import make_split
 
 log = logging.getLogger(__name__)
 KIND = "generator"
+# Keys of the workflow's generate: section that steer the workflow (generate.smk), not training.
+WORKFLOW_KEYS = frozenset({"metadata", "mem_mb", "runtime"})
 METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "mse_std", "lr", "samples_per_s")
 
 
@@ -74,11 +77,8 @@ class GenTrainConfig:
         d = dict(d or {})
         if "generate" in d and isinstance(d["generate"], dict):  # a workflow config
             d = dict(d["generate"])
-        d = {k: v for k, v in d.items() if k not in ("enabled", "metadata", "mem_mb", "runtime")}
-        known = {f.name for f in fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise ValueError(f"unknown generate config keys {sorted(bad)}; known {sorted(known)}")
+        d = {k: v for k, v in d.items() if k not in WORKFLOW_KEYS}
+        check_keys(d, {f.name for f in fields(cls)}, "generate")
         model = GeneratorConfig.from_dict(d.pop("model", {}) or {})
         return cls(model=model, **d)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from bulkfm.common.settings import check_keys
+
 from bulkfm.metadata.llm import LLMConfig
 from bulkfm.metadata.ontology import DEFAULT_ONTOLOGIES
 from bulkfm.metadata.pipeline import Settings
@@ -43,9 +45,7 @@ def load_config(path: str | os.PathLike[str] | None) -> MetadataConfig:
             raise ValueError(f"{p}: expected a mapping")
         data = loaded.get("metadata", loaded) if "metadata" in loaded else loaded
         data = data or {}
-    unknown = set(data) - KNOWN
-    if unknown:
-        raise ValueError(f"unknown metadata config keys: {sorted(unknown)} (known: {sorted(KNOWN)})")
+    check_keys(data, KNOWN, "metadata")
     cfg = MetadataConfig(
         ontologies=tuple(data.get("ontologies") or DEFAULT_ONTOLOGIES),
         obo_files=dict(data.get("obo_files") or {}),

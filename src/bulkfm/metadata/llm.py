@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bulkfm.common.atomic import atomic_path
 from bulkfm.common.deadline import total_deadline
+from bulkfm.common.settings import check_keys
 from bulkfm.metadata.ontology import TermIndex, cache_dir, prefix_of
 from bulkfm.metadata.resources import prompt as load_prompt
 from bulkfm.metadata.schema import FIELD_ONTOLOGIES
@@ -61,11 +62,8 @@ class LLMConfig:
         d = dict(d or {})
         if "api_key_env" in d and isinstance(d["api_key_env"], str):
             d["api_key_env"] = (d["api_key_env"],)
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        unknown = set(d) - set(known)
-        if unknown:
-            raise ValueError(f"unknown metadata.llm keys: {sorted(unknown)}")
-        return cls(**known)
+        check_keys(d, cls.__dataclass_fields__, "metadata.llm")
+        return cls(**d)
 
     @property
     def enabled(self) -> bool:

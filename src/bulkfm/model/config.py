@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from bulkfm.common.settings import check_keys
+
 
 @dataclass
 class ModelConfig:
@@ -35,9 +37,6 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        check_keys(data, {f.name for f in fields(cls)}, "model")
         data = {"ae_tokens": False, **data}  # configs written before the key existed
         return cls(**data)

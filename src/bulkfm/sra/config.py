@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bulkfm.common.settings import check_keys
 from bulkfm.sra.filters import RunFilter
 from bulkfm.sra.net import Endpoints, RetryPolicy
 
@@ -44,9 +45,8 @@ class SraConfig:
         cfg = dict(cfg or {})
         if "sra" in cfg and isinstance(cfg["sra"], Mapping):  # a whole workflow config
             cfg = dict(cfg["sra"])
-        unknown = set(cfg) - set(DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown sra config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        check_keys(cfg, DEFAULTS, "sra")
+        Endpoints.from_mapping(cfg.get("endpoints"))  # checked now, not when first used
         return cls({**DEFAULTS, **cfg})
 
     @classmethod

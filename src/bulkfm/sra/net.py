@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import requests
 
 from bulkfm.common.deadline import total_deadline
+from bulkfm.common.settings import check_keys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,10 +53,7 @@ class Endpoints:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> Endpoints:
         values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown sra.endpoints keys {sorted(unknown)}; known: {sorted(known)}")
+        check_keys(values, {f.name for f in fields(cls)}, "sra.endpoints")
         return replace(cls(), **{k: str(v).rstrip("/") for k, v in values.items() if v})
 
     @classmethod

@@ -15,11 +15,15 @@ from typing import Any
 
 import yaml
 
+from bulkfm.common.settings import check_keys
 from bulkfm.model.config import ModelConfig
 
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"n_genes", "esm2_dim", "seed"}
 
 log = logging.getLogger(__name__)
+
+# Keys of the workflow's train: section that size the job, not the model (train.smk keeps them).
+WORKFLOW_KEYS = frozenset({"threads", "nproc", "gpu", "mem_mb", "runtime"})
 
 # Model size for the keys a config leaves out (``size``). "full" is BulkFormer's size (every
 # gene, AE 4096 -> 1024 -> 320, d 320): ~100 s per stage-2 step on 2 CPU cores at 20k genes,
@@ -115,17 +119,13 @@ class TrainConfig:
 
 def from_dict(data: dict[str, Any] | None) -> TrainConfig:
     data = dict(data or {})
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown train config keys {sorted(unknown)}; known: {sorted(known)}")
+    check_keys(data, {f.name for f in fields(TrainConfig)}, "train")
+    check_keys(data.get("model"), _MODEL_KEYS, "train.model")
     defaults = TrainConfig()
     for name in ("ae", "transformer"):
         if name in data:
+            check_keys(data[name], {f.name for f in fields(StageConfig)}, f"train.{name}")
             stage = {**asdict(getattr(defaults, name)), **(data[name] or {})}
-            bad = set(stage) - {"steps", "lr", "batch_size"}
-            if bad:
-                raise ValueError(f"unknown {name} keys {sorted(bad)}; known: steps, lr, batch_size")
             data[name] = StageConfig(int(stage["steps"]), float(stage["lr"]),
                                      int(stage["batch_size"]))
     return TrainConfig(**data).validate()

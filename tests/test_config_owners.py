@@ -1,0 +1,102 @@
+"""Each stage's settings have one owner, the library's config class: the workflow's schema
+names exactly its keys (plus the keys that size the job), config.yaml states its defaults, and
+a misspelt key anywhere is refused with its path and the nearest valid name."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bulkfm.common.settings import ConfigKeyError, check_keys
+from bulkfm.generate.model import GeneratorConfig
+from bulkfm.generate.train import WORKFLOW_KEYS as GENERATE_JOB
+from bulkfm.generate.train import GenTrainConfig
+from bulkfm.metadata.config import KNOWN as METADATA_KEYS
+from bulkfm.metadata.config import load_config as load_metadata
+from bulkfm.metadata.llm import LLMConfig
+from bulkfm.model.config import ModelConfig
+from bulkfm.sra.config import DEFAULTS as SRA_DEFAULTS
+from bulkfm.sra.config import SraConfig
+from bulkfm.train.config import WORKFLOW_KEYS as TRAIN_JOB
+from bulkfm.train.config import TrainConfig
+from bulkfm.train.config import from_dict as train_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    return list(value) if isinstance(value, tuple) else value
+
+
+OWNERS = {
+    "sra": (set(SRA_DEFAULTS), set()),
+    "train": (_fields(TrainConfig) - {"esm2", "graph"}, set(TRAIN_JOB)),  # paths: rule inputs
+    "metadata": (set(METADATA_KEYS), set()),
+    "generate": (_fields(GenTrainConfig), set(GENERATE_JOB)),
+}
+
+
+@pytest.mark.parametrize("section", sorted(OWNERS))
+def test_the_schema_names_exactly_the_owners_keys(section):
+    library, job = OWNERS[section]
+    assert set(SCHEMA[section]["properties"]) == library | job
+
+
+def test_the_model_keys_of_the_schema_are_model_config_fields():
+    assert set(SCHEMA["train"]["properties"]["model"]["properties"]) <= _fields(ModelConfig)
+    assert set(SCHEMA["metadata"]["properties"]["llm"]["properties"]) <= _fields(LLMConfig)
+    assert set(SCHEMA["generate"]["properties"]["model"].get("properties", {})) <= _fields(
+        GeneratorConfig)
+
+
+def test_config_yaml_states_the_library_defaults():
+    sra = CONFIG["sra"]
+    assert {k: sra[k] for k in SRA_DEFAULTS if k != "endpoints"} == {
+        k: v for k, v in SRA_DEFAULTS.items() if k != "endpoints"}
+    train = TrainConfig()
+    for key, value in CONFIG["train"].items():
+        if key in TRAIN_JOB or key == "model":
+            continue
+        assert _plain(getattr(train, key)) == value, f"train.{key}"
+    gen = GenTrainConfig()
+    for key, value in CONFIG["generate"].items():
+        if key in GENERATE_JOB or key == "model":
+            continue
+        assert _plain(getattr(gen, key)) == value, f"generate.{key}"
+    md = load_metadata(None)
+    settings = md.settings
+    for key, value in CONFIG["metadata"].items():
+        if key in ("llm", "obo_files", "ontologies"):
+            continue
+        owner = settings if key in _fields(type(settings)) else md
+        assert _plain(getattr(owner, key)) == value, f"metadata.{key}"
+
+
+@pytest.mark.parametrize("read,data,message", [
+    (train_from_dict, {"transformer": {"stpes": 10}}, r"train\.transformer\.stpes \(did you mean train\.transformer\.steps\?\)"),
+    (train_from_dict, {"model": {"n_layer": 2}}, r"train\.model\.n_layer \(did you mean train\.model\.n_layers\?\)"),
+    (train_from_dict, {"mask_fracton": 0.2}, r"train\.mask_fracton \(did you mean train\.mask_fraction\?\)"),
+    (SraConfig.from_mapping, {"timeout": 3}, r"sra\.timeout \(did you mean sra\.timeout_s\?\)"),
+    (GenTrainConfig.from_dict, {"model": {"latnt": 8}}, r"generate\.model\.latnt \(did you mean generate\.model\.latent\?\)"),
+    (LLMConfig.from_dict, {"base_ur": "http://x"}, r"metadata\.llm\.base_ur \(did you mean metadata\.llm\.base_url\?\)"),
+])
+def test_a_misspelt_key_is_named_with_its_path_and_the_fix(read, data, message):
+    with pytest.raises(ConfigKeyError, match=message):
+        read(data)
+
+
+def test_unrelated_keys_get_no_suggestion_but_the_valid_list():
+    with pytest.raises(ConfigKeyError) as exc:
+        check_keys({"zzz": 1}, {"steps", "lr"}, "train.ae")
+    assert "did you mean" not in str(exc.value) and "valid keys of train.ae: lr, steps" in str(exc.value)
