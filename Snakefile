@@ -46,8 +46,11 @@ onstart:
     # With the slurm executor: check partitions, GPUs, memory and accounting before any sbatch,
     # and stop with the rule and the profile key to change (no-op for other executors).
     from bulkfm.execution.preflight import check_snakemake_workflow
+    from bulkfm.execution.stage_configs import check_stage_configs
 
     check_spawn_quoting(workflow)  # common.smk: before any job is submitted
+    # each stage's section through its own reader: unknown keys, bad pairs (d_model % n_heads)
+    check_stage_configs(config)
     check_snakemake_workflow(workflow)
 
 

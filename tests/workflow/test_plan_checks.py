@@ -35,3 +35,17 @@ def test_a_valid_large_sheet_plans(run_snakemake, tmp_path):
     proc = _plan(run_snakemake, tmp_path, [f"SRR{1000000 + i}" for i in range(1001)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "quant_batch" in proc.stdout
+
+
+def test_a_bad_train_setting_stops_the_run_before_any_job(run_snakemake, tmp_path):
+    # d_model 64 with 5 heads passes the schema (both are integers) but no model can be built:
+    # the run must stop at onstart, before the hours of quantification that precede training.
+    out = tmp_path / "out"
+    extra = tmp_path / "bad_train.yaml"
+    extra.write_text("train:\n  model:\n    n_heads: 5\n")
+    proc = run_snakemake("--cores", "1", "--configfile", str(extra), "--config", f"outdir={out}",
+                         check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "config section train" in text and "not divisible by n_heads 5" in text, text[-3000:]
+    assert not (out / "quant").exists() and not (out / "reference").exists()

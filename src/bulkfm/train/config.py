@@ -114,7 +114,20 @@ class TrainConfig:
                 raise ValueError(f"{name}: steps >= 0, batch_size >= 1 and lr > 0 required")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
+        self._check_model_shapes()
         return self
+
+    def _check_model_shapes(self) -> None:
+        """Cross-field rules of the model, for every size this config can resolve to (auto:
+        cpu and full), so a bad pair stops before stage 1 trains, not after."""
+        sizes = list(SIZES) if self.size == "auto" else [self.size]
+        base = ModelConfig(n_genes=1)
+        for size in sizes:
+            m = {**SIZES[size]["model"], **self.model}
+            d, h = m.get("d_model", base.d_model), m.get("n_heads", base.n_heads)
+            if h < 1 or d % h:
+                raise ValueError(f"train.model: d_model {d} is not divisible by n_heads {h} "
+                                 f"(size {size}); set both so that d_model % n_heads == 0")
 
 
 def from_dict(data: dict[str, Any] | None) -> TrainConfig:
