@@ -60,3 +60,25 @@ def test_an_old_qc_table_without_paths_says_how_to_fix(tmp_path, capsys):
     assert main(["matrix", "build", "--qc", str(qc), "--reference", str(ref),
                  "-o", str(tmp_path / "m")]) != 0
     assert "--forcerun quant_batch" in capsys.readouterr().err
+
+
+def test_a_moved_results_directory_still_builds_from_its_own_vectors(tmp_path):
+    # batch tables name vectors relative to themselves; `quant qc` rebases them onto qc.tsv
+    run = tmp_path / "run"
+    vec = run / "quant" / "samples" / "S0" / "genes.npy"
+    qc_tsv, ref = _setup(tmp_path, [vec])
+    batch = run / "quant" / "batches" / "b00000.tsv"
+    batch.parent.mkdir(parents=True)
+    table = pd.read_csv(qc_tsv, sep="\t")
+    table["genes"] = ["../samples/S0/genes.npy", ""]
+    table.to_csv(batch, sep="\t", index=False)
+    assert main(["quant", "qc", str(batch), "--qc", str(run / "qc" / "qc.tsv"),
+                 "--failed", str(run / "qc" / "failed.tsv")]) == 0
+    assert pd.read_csv(run / "qc" / "qc.tsv", sep="\t")["genes"][0] == "../quant/samples/S0/genes.npy"
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    assert main(["matrix", "build", "--qc", str(moved / "qc" / "qc.tsv"), "--reference", str(ref),
+                 "-o", str(moved / "matrix")]) == 0
+    raw = np.load(moved / "quant" / "samples" / "S0" / "genes.npy")[1]
+    np.testing.assert_allclose(np.load(moved / "matrix" / "tpm.npy")[0], raw / raw.sum() * 1e6,
+                               rtol=1e-5)

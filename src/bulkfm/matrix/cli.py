@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = m.add_parser("build", help="stack per-sample gene vectors of QC-passing samples")
     b.add_argument("--qc", required=True,
-                   help="qc.tsv from `bulkfm quant qc`: its passing rows and their `genes` paths")
+                   help="qc.tsv from `bulkfm quant qc`: its passing rows and their `genes` paths "
+                        "(relative to qc.tsv's directory, or absolute)")
     b.add_argument("--reference", required=True, help="directory with genes.parquet")
     b.add_argument("--metadata", help="optional per-sample table (parquet/TSV) joined on sample")
     b.add_argument("--gene-types", default="protein_coding",
@@ -74,7 +75,7 @@ def _build(args: argparse.Namespace) -> int:
         meta = meta.rename(columns={key: "sample_id"}).drop_duplicates("sample_id")
         extra = [c for c in meta.columns if c not in samples.columns or c == "sample_id"]
         samples = samples.merge(meta[extra], on="sample_id", how="left")
-    paths = [Path(p) for p in samples["genes"]]
+    paths = [Path(args.qc).parent / p for p in samples["genes"]]  # relative to qc.tsv
     samples = samples.drop(columns=["genes"])
     genes = pd.read_parquet(Path(args.reference) / "genes.parquet")
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -63,11 +64,13 @@ def sample_dir(outdir: Path, sample: str) -> Path:
     return Path(outdir) / "samples" / sample
 
 
-def _with_genes_path(record: dict, outdir: Path) -> dict:
-    """The batch table names the gene vector of each quantified sample: the matrix stacks what
-    its input tables list, instead of rebuilding quant's directory layout."""
+def _with_genes_path(record: dict, outdir: Path, table: Path) -> dict:
+    """The batch table names the gene vector of each quantified sample (relative to the table's
+    own directory, so a results directory can be moved): the matrix stacks what its input tables
+    list, instead of rebuilding quant's directory layout."""
     if record.get("status") in ("pass", "fail_qc"):
-        record["genes"] = str(sample_dir(outdir, record["sample"]) / "genes.npy")
+        vector = sample_dir(outdir, record["sample"]) / "genes.npy"
+        record["genes"] = os.path.relpath(vector, Path(table).parent)
     return record
 
 
@@ -153,7 +156,7 @@ def run_batch(samples: list[Sample], settings: BatchSettings, out_tsv: Path,
     for i, sample in enumerate(samples, 1):
         done = sample_dir(settings.outdir, sample.sample) / "qc.json"
         if done.exists():
-            records.append(_with_genes_path(json.loads(done.read_text()), settings.outdir))
+            records.append(_with_genes_path(json.loads(done.read_text()), settings.outdir, out_tsv))
             log.info("[%d/%d] %s: already done, skipped", i, len(samples), sample.sample)
             continue
         try:
@@ -170,7 +173,7 @@ def run_batch(samples: list[Sample], settings: BatchSettings, out_tsv: Path,
                       _error_fix(exc))
             record = {"sample": sample.sample, "run": sample.run or "", "status": "error",
                       "reason": _error_fix(exc).replace("\n", " | ")}
-        records.append(_with_genes_path(record, settings.outdir))
+        records.append(_with_genes_path(record, settings.outdir, out_tsv))
         if progress:
             progress(i, len(samples))
     table = pd.DataFrame.from_records(records).reindex(columns=BATCH_COLUMNS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -146,10 +147,21 @@ def _ena_urls(sheet: Path) -> dict[str, tuple[list[str], list[str] | None]]:
             for r, u, m in zip(table["run"], table["fastq_ftp"], table["fastq_md5"]) if u}
 
 
+def _rebase_genes(table: pd.DataFrame, batch: str, qc: str) -> pd.DataFrame:
+    """Gene-vector paths are relative to the table that holds them: from the batch table's
+    directory to qc.tsv's."""
+    if "genes" in table.columns:
+        src, dst = Path(batch).parent, Path(qc).parent
+        table["genes"] = [os.path.relpath(src / g, dst) if isinstance(g, str) and g else g
+                          for g in table["genes"]]
+    return table
+
+
 def _qc(args: argparse.Namespace) -> int:
     from bulkfm.quant.batch import BATCH_COLUMNS
 
-    frames = [pd.read_csv(p, sep="\t", dtype={"reason": str}) for p in args.batches]
+    frames = [_rebase_genes(pd.read_csv(p, sep="\t", dtype={"reason": str, "genes": str}), p,
+                            args.qc) for p in args.batches]
     table = pd.concat(frames, ignore_index=True).reindex(columns=BATCH_COLUMNS)
     failed = table[table["status"] != "pass"][["sample", "run", "status", "reason"]]
     with atomic_path(args.qc) as tmp:
