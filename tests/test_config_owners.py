@@ -5,6 +5,7 @@ a misspelt key anywhere is refused with its path and the nearest valid name."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,10 @@ def test_unrelated_keys_get_no_suggestion_but_the_valid_list():
     with pytest.raises(ConfigKeyError) as exc:
         check_keys({"zzz": 1}, {"steps", "lr"}, "train.ae")
     assert "did you mean" not in str(exc.value) and "valid keys of train.ae: lr, steps" in str(exc.value)
+
+
+def test_no_rule_sizes_a_job_with_a_literal_number():
+    literal = re.compile(r"^\s*(mem_mb|runtime)\s*=\s*[\d(]", re.M)
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        assert not literal.findall(smk.read_text()), f"{smk.name}: use job_size(label)"
+    assert set(CONFIG["resources"]) == set(SCHEMA["resources"]["properties"])

@@ -49,3 +49,16 @@ def test_a_bad_train_setting_stops_the_run_before_any_job(run_snakemake, tmp_pat
     text = proc.stdout + proc.stderr
     assert "config section train" in text and "not divisible by n_heads 5" in text, text[-3000:]
     assert not (out / "quant").exists() and not (out / "reference").exists()
+
+
+def test_resizing_a_label_resizes_every_rule_that_names_it(run_snakemake, tmp_path):
+    extra = tmp_path / "sizes.yaml"
+    extra.write_text("resources:\n  small: {mem_mb: 1234, runtime: 7}\n"
+                     "  medium: {mem_mb: 8000, runtime: 240}\n  large: {mem_mb: 32000, runtime: 480}\n")
+    proc = run_snakemake("-n", "--cores", "1", "--configfile", str(extra), "--config",
+                         f"outdir={tmp_path / 'out'}", check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = proc.stdout.split("\nrule ")[1:]
+    sized = {j.split(":", 1)[0]: ("mem_mb=1234" in j and "runtime=7," in j) for j in jobs}
+    assert sized["quant_qc"] and sized["split"] and sized["report"]  # small
+    assert not sized["matrix"] and not sized["quant_batch"]  # medium; quant's own keys

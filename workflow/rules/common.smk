@@ -13,6 +13,14 @@ from bulkfm.execution.locks import unlock_hint
 if _lock_msg := unlock_hint(os.getcwd(), sys.argv):
     print(_lock_msg, file=sys.stderr)
 
+def job_size(label: str) -> dict:
+    """A rule's resources from its size label (config `resources:`), scaled by the attempt so a
+    job retried after running out of memory or time comes back bigger."""
+    size = config["resources"][label]
+    return {"mem_mb": lambda wc, attempt: size["mem_mb"] * attempt,
+            "runtime": lambda wc, attempt: size["runtime"] * attempt}
+
+
 OUT = config["outdir"]
 LOGS = f"{OUT}/logs"
 BENCH = f"{OUT}/benchmarks"

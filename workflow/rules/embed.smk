@@ -22,8 +22,7 @@ if EM["weights"] and EM["proteins_url"]:
         params:
             url=EM["proteins_url"],
         resources:
-            mem_mb=500,
-            runtime=60,
+            **job_size("small"),
         conda:
             "../../envs/bulkfm.yaml"
         shell:

@@ -18,8 +18,7 @@ if MX["archs4"]:
             gene_table=lambda wc, input: ["--gene-table", input.gene_table] if input.gene_table else [],
             types=",".join(MX["gene_types"]) or "all",
         resources:
-            mem_mb=8000,
-            runtime=240,
+            **job_size("medium"),
         conda:
             "../../envs/bulkfm.yaml"
         shell:
@@ -47,8 +46,7 @@ else:
             cfa=MX["counts_from_abundance"],
             renorm=[] if MX["renormalize_tpm"] else ["--no-renormalize-tpm"],
         resources:
-            mem_mb=8000,
-            runtime=240,
+            **job_size("medium"),
         conda:
             "../../envs/bulkfm.yaml"
         shell:

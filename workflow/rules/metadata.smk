@@ -28,8 +28,7 @@ rule metadata_harmonize:
         reviewed=lambda wc, input: ["--reviewed", input.reviewed] if input.reviewed else [],
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=120,
+        **job_size("medium"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:
@@ -58,8 +57,7 @@ rule metadata_bias:
         f"{BENCH}/metadata_bias.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_size("medium"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:
@@ -84,8 +82,7 @@ rule metadata_impute_sex:
         plot=lambda wc, output: ["--plot", output.plot] if SEX_PLOT else [],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_size("medium"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:

@@ -17,8 +17,7 @@ rule provenance:
         sheet=SHEET,
         repo=workflow.basedir,
     resources:
-        mem_mb=1000,
-        runtime=60,
+        **job_size("small"),
     shell:
         "{params.python:q} -m bulkfm.provenance {input:q} -o {output:q} --config-json {params.cfg:q} "
         "--sheet {params.sheet:q} --repo {params.repo:q} > {log:q} 2>&1"

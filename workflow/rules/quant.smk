@@ -21,8 +21,7 @@ rule salmon_index:
         kmer=REF["kmer"],
     threads: config["quant"]["index_threads"]
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt if not REF["genome"] else 32000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt if not REF["genome"] else 240 * attempt,
+        **job_size("large" if REF["genome"] else "medium"),  # a decoy-aware gentrome is larger
     conda:
         "../../envs/salmon.yaml"
     shell:
@@ -43,8 +42,7 @@ rule reference_genes:
         tx2gene=lambda wc, input: ["--tx2gene", input.tx2gene] if input.tx2gene else [],
         gene_table=lambda wc, input: ["--gene-table", input.gene_table] if input.gene_table else [],
     resources:
-        mem_mb=4000,
-        runtime=20,
+        **job_size("medium"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:
@@ -111,8 +109,7 @@ rule quant_qc:
     log:
         f"{LOGS}/quant_qc.log",
     resources:
-        mem_mb=2000,
-        runtime=20,
+        **job_size("small"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:
@@ -133,8 +130,7 @@ rule multiqc:
         samples=f"{OUT}/quant/samples",
         outdir=f"{OUT}/qc/multiqc",
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **job_size("medium"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:

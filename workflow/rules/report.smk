@@ -50,8 +50,7 @@ rule report:
         out=f"{OUT}/report",
         outdir=OUT,
     resources:
-        mem_mb=500,
-        runtime=5,
+        **job_size("small"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:

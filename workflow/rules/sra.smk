@@ -16,8 +16,7 @@ checkpoint sra_metadata:
         sra=json.dumps(config["sra"]),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **job_size("small"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:

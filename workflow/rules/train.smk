@@ -32,8 +32,7 @@ rule split:
         # Snakemake's code trigger sees only the command template.
         opts=["--val-fraction", TR["val_fraction"], "--test-fraction", TR["test_fraction"], "--seed", TR["seed"]],
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_size("small"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:
