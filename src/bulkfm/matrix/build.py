@@ -8,8 +8,8 @@ computes the layers and writes them chunk by chunk. It never holds all samples a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -89,15 +89,8 @@ def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd
     if len(sample_table) == 0:
         raise ValueError("no samples passed QC: nothing to build (see qc/failed.tsv)")
     keep = select_genes(genes, list(gene_types) if gene_types else None)
-    kept = genes.iloc[keep].reset_index(drop=True)
-    mean_length = None
-    if counts_from_abundance == "lengthScaledTPM":
-        # tximport averages gene length over samples first: one extra streamed pass.
-        total = np.zeros(len(genes), dtype=np.float64)
-        for vec in _vectors(vector_paths, len(genes)):
-            total += vec[2]
-        mean_length = total / len(vector_paths)
-    writer = MatrixWriter(out, kept, sample_table)
+    mean_length = (_mean_length(vector_paths, len(genes))
+                   if counts_from_abundance == "lengthScaledTPM" else None)
     read = VectorReader(len(genes))
     read(vector_paths[0])  # parse the header once, before the threads share the reader
 
@@ -111,8 +104,39 @@ def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd
             counts[j] = length_scaled_tpm(vec[0], vec[1], mean_length)[keep]
         tpm[j] = vec[1, keep]
 
-    # Reading runs in `threads` workers; writing a finished chunk runs in one more thread while
-    # the next chunk is read (file writes release the GIL). At most two chunks are in memory.
+    writer = MatrixWriter(out, genes.iloc[keep].reset_index(drop=True), sample_table)
+    try:
+        _write_chunks(writer, vector_paths, fill, len(keep), chunk=chunk, threads=threads,
+                      renormalize_tpm=renormalize_tpm, progress=progress)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
+def _mean_length(vector_paths: list[Path], n_genes: int) -> np.ndarray:
+    """Mean effective gene length over samples: tximport's lengthScaledTPM averages it first,
+    so this is one extra streamed pass."""
+    total = np.zeros(n_genes, dtype=np.float64)
+    for vec in _vectors(vector_paths, n_genes):
+        total += vec[2]
+    return total / len(vector_paths)
+
+
+def renormalise_tpm(tpm: np.ndarray) -> np.ndarray:
+    """Rows of ``tpm`` [samples, genes] scaled in place to sum to 1e6 (all-zero rows stay 0)."""
+    sums = tpm.sum(axis=1, keepdims=True, dtype=np.float64)
+    scale = np.divide(1e6, sums, out=np.zeros_like(sums), where=sums > 0)
+    tpm *= scale.astype(np.float32)
+    return tpm
+
+
+def _write_chunks(writer: MatrixWriter, vector_paths: list[Path],
+                  fill: Callable[[np.ndarray, np.ndarray, int, Path], None], n_genes: int, *,
+                  chunk: int, threads: int, renormalize_tpm: bool, progress: bool) -> None:
+    """Fill and write ``chunk`` samples at a time. Reading runs in ``threads`` workers; writing
+    a finished chunk runs in one more thread while the next is read (file writes release the
+    GIL), so at most two chunks are in memory."""
     pool = ThreadPoolExecutor(max_workers=threads)
     write_pool = ThreadPoolExecutor(max_workers=1)
     pending = None
@@ -120,13 +144,11 @@ def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd
         bar = tqdm(total=len(vector_paths), unit="sample", disable=not progress, desc="matrix")
         for start in range(0, len(vector_paths), chunk):
             paths = vector_paths[start : start + chunk]
-            c = np.empty((len(paths), len(keep)), dtype=np.float32)
-            t = np.empty((len(paths), len(keep)), dtype=np.float32)
+            c = np.empty((len(paths), n_genes), dtype=np.float32)
+            t = np.empty((len(paths), n_genes), dtype=np.float32)
             list(pool.map(lambda j, p: fill(c, t, j, p), range(len(paths)), paths))
             if renormalize_tpm:
-                sums = t.sum(axis=1, keepdims=True, dtype=np.float64)
-                scale = np.divide(1e6, sums, out=np.zeros_like(sums), where=sums > 0)
-                t *= scale.astype(np.float32)
+                renormalise_tpm(t)
             log_t = np.log1p(t)
             if pending is not None:
                 pending.result()
@@ -135,13 +157,9 @@ def build_matrix(sample_table: pd.DataFrame, vector_paths: list[Path], genes: pd
         if pending is not None:
             pending.result()
         bar.close()
-    except BaseException:
-        writer.abort()
-        raise
     finally:
         pool.shutdown()
         write_pool.shutdown()
-    return writer.close()
 
 
 def import_archs4(h5_path: Path, out: Path, *, gene_table: pd.DataFrame | None = None,
