@@ -201,12 +201,7 @@ def pcc_topk(
     progress: bool = True,
 ) -> PccResult:
     """Top-k Pearson neighbours of every gene over ``rows`` of ``matrix`` (see module doc)."""
-    if sign not in ("positive", "abs"):
-        raise ValueError(f"sign must be 'positive' or 'abs', not {sign!r}")
-    if not 0.0 <= min_pcc <= 1.0:
-        raise ValueError(f"min_pcc must be in [0, 1], got {min_pcc}")
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    _check_args(sign, min_pcc, top_k)
     device = torch.device(device)
     n, g = len(rows), matrix.shape[1]
     if n < MIN_SAMPLES:
@@ -214,7 +209,35 @@ def pcc_topk(
     if n < FEW_SAMPLES:
         log.warning("only %d samples: correlations this few are mostly noise (fine for the demo, "
                     "not for a model)", n)
-    k = min(top_k, g - 1)
+    in_memory, chunk = _plan(n, g, max_memory_gb, device, batch_samples, chunk_genes)
+    n_chunks = math.ceil(g / chunk)
+    stats, cache = _statistics(matrix, rows, batch_samples, in_memory, progress)
+    log.info("%d train samples x %d genes; %d constant genes will be isolated; mode %s, "
+             "chunk %d genes (%d chunk(s)), device %s", n, g, int(stats.constant.sum()),
+             "in-memory" if in_memory else "streamed", chunk, n_chunks, device)
+    src, dst, pcc = _neighbours(matrix, rows, stats, cache, k=min(top_k, g - 1), min_pcc=min_pcc,
+                                sign=sign, chunk=chunk, batch_samples=batch_samples,
+                                device=device, progress=progress)
+    return PccResult(
+        edges=Edges(source=src.astype(np.int64), target=dst.astype(np.int64),
+                    pcc=pcc.astype(np.float32)),
+        stats=stats, mode="in-memory" if in_memory else "streamed", chunk_genes=chunk,
+        passes=1 if in_memory else 1 + n_chunks,
+    )
+
+
+def _check_args(sign: str, min_pcc: float, top_k: int) -> None:
+    if sign not in ("positive", "abs"):
+        raise ValueError(f"sign must be 'positive' or 'abs', not {sign!r}")
+    if not 0.0 <= min_pcc <= 1.0:
+        raise ValueError(f"min_pcc must be in [0, 1], got {min_pcc}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+
+
+def _plan(n: int, g: int, max_memory_gb: float, device: torch.device, batch_samples: int,
+          chunk_genes: int | None) -> tuple[bool, int]:
+    """-> (hold the standardised rows in memory?, genes per correlation block)."""
     budget = int(max_memory_gb * 2**30)
     in_memory = n * g * _F32 <= budget // 2
     if device.type == "cuda":  # Z must also fit on the GPU, beside a few [chunk, genes] blocks
@@ -234,13 +257,17 @@ def pcc_topk(
         log.warning("memory budget %.1f GB allows %d-gene chunks: the train rows will be read "
                     "%d times; raise --max-memory-gb to read them fewer times", max_memory_gb,
                     chunk, n_chunks + 1)
+    return in_memory, chunk
 
-    # Pass 1: statistics (and, in memory mode, the rows themselves).
+
+def _statistics(matrix: ExpressionMatrix, rows: np.ndarray, batch_samples: int, in_memory: bool,
+                progress: bool) -> tuple[GeneStats, np.ndarray | None]:
+    """Pass 1: per-gene statistics, and in memory mode the rows standardised in place (Z)."""
     acc = _Accumulator()
-    cache = np.empty((n, g), dtype=np.float32) if in_memory else None
+    cache = np.empty((len(rows), matrix.shape[1]), dtype=np.float32) if in_memory else None
     filled = 0
-    bar = tqdm(total=n, desc="graph: gene means/stds", unit="sample", disable=not progress)
-    for idx, x in iter_row_batches(matrix, batch_samples, rows):
+    bar = tqdm(total=len(rows), desc="graph: gene means/stds", unit="sample", disable=not progress)
+    for _, x in iter_row_batches(matrix, batch_samples, rows):
         acc.add(x)
         if cache is not None:
             cache[filled : filled + len(x)] = x
@@ -248,18 +275,22 @@ def pcc_topk(
         bar.update(len(x))
     bar.close()
     stats = acc.stats()
+    if cache is not None:
+        cache -= stats.mean.astype(np.float32)  # in place: no second [n, g] copy
+        cache *= stats.scale()
+    return stats, cache
+
+
+def _neighbours(matrix: ExpressionMatrix, rows: np.ndarray, stats: GeneStats,
+                cache: np.ndarray | None, *, k: int, min_pcc: float, sign: Sign, chunk: int,
+                batch_samples: int, device: torch.device, progress: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 2: correlation blocks [chunk, genes] and their top-k, from Z in memory or from the
+    rows streamed once per block."""
+    g = matrix.shape[1]
     mean32, scale32 = stats.mean.astype(np.float32), stats.scale()
     excluded = torch.from_numpy(stats.constant).to(device)
-    log.info("%d train samples x %d genes; %d constant genes will be isolated; mode %s, "
-             "chunk %d genes (%d chunk(s)), device %s", n, g, int(stats.constant.sum()),
-             "in-memory" if in_memory else "streamed", chunk, n_chunks, device)
-
-    z_all: torch.Tensor | None = None
-    if cache is not None:
-        cache -= mean32  # in place: the cache becomes Z without a second [n, g] copy
-        cache *= scale32
-        z_all = torch.from_numpy(cache).to(device)  # [n, g]
-
+    z_all = torch.from_numpy(cache).to(device) if cache is not None else None  # [n, g]
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     bar = tqdm(total=g, desc="graph: correlation blocks", unit="gene", disable=not progress)
     for start in range(0, g, chunk):
@@ -277,9 +308,4 @@ def pcc_topk(
         bar.update(stop - start)
     bar.close()
     src, dst, pcc = (torch.cat(p).numpy() for p in zip(*found, strict=True))
-    return PccResult(
-        edges=Edges(source=src.astype(np.int64), target=dst.astype(np.int64),
-                    pcc=pcc.astype(np.float32)),
-        stats=stats, mode="in-memory" if in_memory else "streamed", chunk_genes=chunk,
-        passes=1 if in_memory else 1 + n_chunks,
-    )
+    return src, dst, pcc
