@@ -64,20 +64,7 @@ def load_graph(
     Genes without edges are isolated nodes (counted in the log).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: gene graph not found; build it with `bulkfm graph build`")
-    table = pq.read_table(path)
-    missing_cols = {"source", "target", "pcc"} - set(table.column_names)
-    if missing_cols:
-        raise ValueError(f"{path}: not a bulkfm edge list, missing columns {sorted(missing_cols)} "
-                         "(expected source, target, pcc)")
-    source = table.column("source").to_numpy(zero_copy_only=False).astype(str)
-    target = table.column("target").to_numpy(zero_copy_only=False).astype(str)
-    weight = table.column("pcc").to_numpy(zero_copy_only=False).astype(np.float32)
-    if not np.isfinite(weight).all():
-        raise ValueError(f"{path}: {int((~np.isfinite(weight)).sum())} non-finite pcc values; "
-                         "rebuild the graph")
-
+    source, target, weight = _read_edges(path)
     graph_genes, inverse = np.unique(np.concatenate([source, target]), return_inverse=True)
     name_aliases = None if gene_names is None else [[n] for n in gene_names]
     # Map each graph gene onto `genes` (the reference, where a fallback key must be unique).
@@ -115,3 +102,21 @@ def load_graph(
     log.info("%s: %d edges over %d genes; %d genes isolated (no edges)", path,
              edge_index.shape[1], len(genes), n_isolated)
     return edge_index, edge_weight
+
+
+def _read_edges(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (source ids, target ids, pcc) of a bulkfm edge list, checked."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: gene graph not found; build it with `bulkfm graph build`")
+    table = pq.read_table(path)
+    missing_cols = {"source", "target", "pcc"} - set(table.column_names)
+    if missing_cols:
+        raise ValueError(f"{path}: not a bulkfm edge list, missing columns {sorted(missing_cols)} "
+                         "(expected source, target, pcc)")
+    source = table.column("source").to_numpy(zero_copy_only=False).astype(str)
+    target = table.column("target").to_numpy(zero_copy_only=False).astype(str)
+    weight = table.column("pcc").to_numpy(zero_copy_only=False).astype(np.float32)
+    if not np.isfinite(weight).all():
+        raise ValueError(f"{path}: {int((~np.isfinite(weight)).sum())} non-finite pcc values; "
+                         "rebuild the graph")
+    return source, target, weight
