@@ -125,31 +125,8 @@ def embed_sequences(
         raise ValueError("max_residues must be >= 2")
     device = torch.device(device)
     d = model.embed_dim
-    # Each window: (protein, start, stop); the per-residue weight is 1 / (#windows covering it).
-    items: list[tuple[int, int, int]] = []
-    weights: dict[int, np.ndarray] = {}
-    for i, seq in enumerate(sequences):
-        if not seq:
-            raise ValueError(f"sequence {i} is empty")
-        spans = windows(len(seq), max_residues)
-        if len(spans) > 1:
-            cover = np.zeros(len(seq))
-            for s, e in spans:
-                cover[s:e] += 1
-            weights[i] = 1.0 / cover
-        items.extend((i, s, e) for s, e in spans)
-    items.sort(key=lambda t: t[2] - t[1])
-
-    batches: list[list[tuple[int, int, int]]] = []
-    current: list[tuple[int, int, int]] = []
-    for item in items:
-        width = item[2] - item[1] + 2
-        if current and (len(current) + 1) * width > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(item)
-    if current:
-        batches.append(current)
+    items, weights = _windows_of(sequences, max_residues)
+    batches = pack_windows(items, batch_tokens)
 
     sums = torch.zeros(len(sequences), d, dtype=torch.float64)
     converter = alphabet.get_batch_converter()
@@ -178,3 +155,41 @@ def embed_sequences(
                        n_computed=int(sum(e - s for _, s, e in items)), n_batches=len(batches),
                        seconds=time.perf_counter() - t0)
     return emb, stats
+
+
+Window = tuple[int, int, int]  # (protein index, start, stop)
+
+
+def _windows_of(sequences: Sequence[str], max_residues: int
+                ) -> tuple[list[Window], dict[int, np.ndarray]]:
+    """Every protein's windows, shortest first, and for proteins cut into overlapping windows
+    the per-residue weight 1 / (number of windows covering it)."""
+    items: list[Window] = []
+    weights: dict[int, np.ndarray] = {}
+    for i, seq in enumerate(sequences):
+        if not seq:
+            raise ValueError(f"sequence {i} is empty")
+        spans = windows(len(seq), max_residues)
+        if len(spans) > 1:
+            cover = np.zeros(len(seq))
+            for s, e in spans:
+                cover[s:e] += 1
+            weights[i] = 1.0 / cover
+        items.extend((i, s, e) for s, e in spans)
+    items.sort(key=lambda t: t[2] - t[1])
+    return items, weights
+
+
+def pack_windows(items: list[Window], batch_tokens: int) -> list[list[Window]]:
+    """Length-sorted windows into batches with ``batch x (longest + 2) <= batch_tokens``."""
+    batches: list[list[Window]] = []
+    current: list[Window] = []
+    for item in items:
+        width = item[2] - item[1] + 2
+        if current and (len(current) + 1) * width > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(item)
+    if current:
+        batches.append(current)
+    return batches
