@@ -84,21 +84,9 @@ def fetch_fastq(
     policy = RetryPolicy(retries=retries, backoff_s=backoff_s, max_backoff_s=max(backoff_s, 60.0), timeout_s=timeout_s)
     endpoints = endpoints or Endpoints()
     errors: list[str] = []
-    files: list[Path] | None = None
-    info: dict[str, Any] = {}
+    files, info = None, {}
     if method in ("auto", "ena") and sra_path is None:
-        try:
-            urls, sums = _ena_targets(run, ena_urls, md5s, endpoints, policy, sess)
-            if urls:
-                files = _fetch_ena(run, urls, sums, work, endpoints, policy, sess or session())
-                info = {"method": "ena", "md5": sums}
-            elif method == "ena":
-                raise DownloadError(f"{run}: ENA lists no FASTQ files for this run")
-        except (DownloadError, NetworkError) as exc:
-            if method == "ena":
-                raise DownloadError(f"{exc}\nFix: rerun (partial files resume), or use --method sra-tools.") from exc
-            errors.append(f"ENA: {exc}")
-            log.warning("%s: ENA download failed (%s); trying sra-tools", run, exc)
+        files, info = _try_ena(run, method, ena_urls, md5s, work, endpoints, policy, sess, errors)
     if files is None:
         try:
             files, dropped = _fetch_sra_tools(run, work, threads, policy, sra_path, prefetch_max_size)
@@ -109,6 +97,12 @@ def fetch_fastq(
                 f"could not fetch FASTQ for {run}:\n  " + "\n  ".join(errors)
                 + f"\nFix: {NETWORK_FIX} A rerun resumes partial ENA downloads."
             ) from exc
+    return _finish(run, files, dest_dir, work, info)
+
+
+def _finish(run: str, files: list[Path], dest_dir: Path, work: Path, info: dict[str, Any]
+            ) -> list[Path]:
+    """Move the files into place, then write the manifest last: it marks the run complete."""
     out = [_move_into(f, dest_dir / f.name) for f in files]
     manifest = {
         "run": run,
@@ -119,6 +113,28 @@ def fetch_fastq(
     write_text_atomic(manifest_path(run, dest_dir), json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _try_ena(run: str, method: str, ena_urls: list[str] | None, md5s: list[str] | None,
+             work: Path, endpoints: Endpoints, policy: RetryPolicy,
+             sess: requests.Session | None, errors: list[str]
+             ) -> tuple[list[Path] | None, dict[str, Any]]:
+    """ENA's FASTQ for ``run``: (files, manifest info), or (None, {}) with the reason appended
+    to ``errors`` when ``auto`` should fall back to sra-tools. With ``method="ena"`` a failure
+    is final."""
+    try:
+        urls, sums = _ena_targets(run, ena_urls, md5s, endpoints, policy, sess)
+        if urls:
+            files = _fetch_ena(run, urls, sums, work, endpoints, policy, sess or session())
+            return files, {"method": "ena", "md5": sums}
+        if method == "ena":
+            raise DownloadError(f"{run}: ENA lists no FASTQ files for this run")
+    except (DownloadError, NetworkError) as exc:
+        if method == "ena":
+            raise DownloadError(f"{exc}\nFix: rerun (partial files resume), or use --method sra-tools.") from exc
+        errors.append(f"ENA: {exc}")
+        log.warning("%s: ENA download failed (%s); trying sra-tools", run, exc)
+    return None, {}
 
 
 def _completed(run: str, dest_dir: Path) -> list[Path] | None:

@@ -214,69 +214,83 @@ def parse_xml_records(text: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for el in root.iter():
         acc = el.get("accession")
-        if el.tag not in ("RUN", "EXPERIMENT", "SAMPLE", "STUDY") or not acc:
+        if el.tag not in _RECORD_FIELDS or not acc:
             continue
         links = _links(el)
         ids = _ext_ids(el.find("IDENTIFIERS"))
         rec: dict[str, Any] = {"kind": el.tag, "title": _none(el.findtext("TITLE"))}
-        if el.tag == "RUN":
-            attrs = _attributes(el, "RUN_ATTRIBUTE")
-            ref = el.find("EXPERIMENT_REF")
-            rec.update(
-                experiment=ref.get("accession") if ref is not None else None,
-                study=(links.get("ENA-STUDY") or [None])[0],
-                sample=(links.get("ENA-SAMPLE") or [None])[0],
-                read_count=_int(attrs.get("ENA-SPOT-COUNT")),
-                base_count=_int(attrs.get("ENA-BASE-COUNT")),
-                geo_sample=_geo(ids.get("GEO"), el.get("alias"), ref.get("refname") if ref is not None else None),
-            )
-        elif el.tag == "EXPERIMENT":
-            lib = el.find("DESIGN/LIBRARY_DESCRIPTOR")
-            layout = lib.find("LIBRARY_LAYOUT") if lib is not None else None
-            plat = el.find("PLATFORM")
-            plat_el = plat[0] if plat is not None and len(plat) else None
-            sref = el.find("STUDY_REF")
-            sdesc = el.find("DESIGN/SAMPLE_DESCRIPTOR")
-            attrs = _attributes(el, "EXPERIMENT_ATTRIBUTE")
-            rec.update(
-                study=sref.get("accession") if sref is not None else None,
-                bioproject=_ext_ids(sref).get("BioProject"),
-                sample=sdesc.get("accession") if sdesc is not None else None,
-                geo_sample=_geo(_ext_ids(sdesc).get("GEO"), el.get("alias"), attrs.get("GEO Accession")),
-                library_strategy=_none(lib.findtext("LIBRARY_STRATEGY")) if lib is not None else None,
-                library_selection=_none(lib.findtext("LIBRARY_SELECTION")) if lib is not None else None,
-                library_source=_none(lib.findtext("LIBRARY_SOURCE")) if lib is not None else None,
-                library_layout=layout[0].tag if layout is not None and len(layout) else None,
-                platform=plat_el.tag if plat_el is not None else None,
-                instrument=_none(plat_el.findtext("INSTRUMENT_MODEL")) if plat_el is not None else None,
-                runs=_first_run_links(links),
-                read_count=_int(attrs.get("ENA-SPOT-COUNT")),
-                base_count=_int(attrs.get("ENA-BASE-COUNT")),
-            )
-        elif el.tag == "SAMPLE":
-            attrs = {k: v for k, v in _attributes(el, "SAMPLE_ATTRIBUTE").items() if not k.startswith("ENA-")}
-            rec.update(
-                biosample=ids.get("BioSample"),
-                geo_sample=_geo(ids.get("GEO"), el.get("alias")),
-                taxon_id=_int(el.findtext("SAMPLE_NAME/TAXON_ID")),
-                organism=_none(el.findtext("SAMPLE_NAME/SCIENTIFIC_NAME")),
-                attributes=json.dumps(attrs, ensure_ascii=False, sort_keys=True) if attrs else None,
-                study=(links.get("ENA-STUDY") or [None])[0],
-                runs=_first_run_links(links),
-            )
-        else:  # STUDY
-            bioproject = ids.get("BioProject")
-            if not bioproject:
-                bioproject = next((v for v in ids.values() if _is(v, Kind.PROJECT)), None)
-            rec.update(
-                bioproject=bioproject,
-                study_title=_none(el.findtext("DESCRIPTOR/STUDY_TITLE")),
-                runs=_first_run_links(links),
-            )
+        rec.update(_RECORD_FIELDS[el.tag](el, links, ids))
         out[acc] = rec
         if rec.get("biosample"):  # a SAMPLE asked for by its BioSample id
             out.setdefault(rec["biosample"], rec)
     return out
+
+
+def _run_fields(el: ET.Element, links: dict, ids: dict) -> dict[str, Any]:
+    attrs = _attributes(el, "RUN_ATTRIBUTE")
+    ref = el.find("EXPERIMENT_REF")
+    return dict(
+        experiment=ref.get("accession") if ref is not None else None,
+        study=(links.get("ENA-STUDY") or [None])[0],
+        sample=(links.get("ENA-SAMPLE") or [None])[0],
+        read_count=_int(attrs.get("ENA-SPOT-COUNT")),
+        base_count=_int(attrs.get("ENA-BASE-COUNT")),
+        geo_sample=_geo(ids.get("GEO"), el.get("alias"), ref.get("refname") if ref is not None else None),
+    )
+
+
+def _experiment_fields(el: ET.Element, links: dict, ids: dict) -> dict[str, Any]:
+    lib = el.find("DESIGN/LIBRARY_DESCRIPTOR")
+    layout = lib.find("LIBRARY_LAYOUT") if lib is not None else None
+    plat = el.find("PLATFORM")
+    plat_el = plat[0] if plat is not None and len(plat) else None
+    sref = el.find("STUDY_REF")
+    sdesc = el.find("DESIGN/SAMPLE_DESCRIPTOR")
+    attrs = _attributes(el, "EXPERIMENT_ATTRIBUTE")
+    return dict(
+        study=sref.get("accession") if sref is not None else None,
+        bioproject=_ext_ids(sref).get("BioProject"),
+        sample=sdesc.get("accession") if sdesc is not None else None,
+        geo_sample=_geo(_ext_ids(sdesc).get("GEO"), el.get("alias"), attrs.get("GEO Accession")),
+        library_strategy=_none(lib.findtext("LIBRARY_STRATEGY")) if lib is not None else None,
+        library_selection=_none(lib.findtext("LIBRARY_SELECTION")) if lib is not None else None,
+        library_source=_none(lib.findtext("LIBRARY_SOURCE")) if lib is not None else None,
+        library_layout=layout[0].tag if layout is not None and len(layout) else None,
+        platform=plat_el.tag if plat_el is not None else None,
+        instrument=_none(plat_el.findtext("INSTRUMENT_MODEL")) if plat_el is not None else None,
+        runs=_first_run_links(links),
+        read_count=_int(attrs.get("ENA-SPOT-COUNT")),
+        base_count=_int(attrs.get("ENA-BASE-COUNT")),
+    )
+
+
+def _sample_fields(el: ET.Element, links: dict, ids: dict) -> dict[str, Any]:
+    attrs = {k: v for k, v in _attributes(el, "SAMPLE_ATTRIBUTE").items() if not k.startswith("ENA-")}
+    return dict(
+        biosample=ids.get("BioSample"),
+        geo_sample=_geo(ids.get("GEO"), el.get("alias")),
+        taxon_id=_int(el.findtext("SAMPLE_NAME/TAXON_ID")),
+        organism=_none(el.findtext("SAMPLE_NAME/SCIENTIFIC_NAME")),
+        attributes=json.dumps(attrs, ensure_ascii=False, sort_keys=True) if attrs else None,
+        study=(links.get("ENA-STUDY") or [None])[0],
+        runs=_first_run_links(links),
+    )
+
+
+def _study_fields(el: ET.Element, links: dict, ids: dict) -> dict[str, Any]:
+    bioproject = ids.get("BioProject")
+    if not bioproject:
+        bioproject = next((v for v in ids.values() if _is(v, Kind.PROJECT)), None)
+    return dict(
+        bioproject=bioproject,
+        study_title=_none(el.findtext("DESCRIPTOR/STUDY_TITLE")),
+        runs=_first_run_links(links),
+    )
+
+
+# The fields each record kind contributes, besides its kind and title.
+_RECORD_FIELDS = {"RUN": _run_fields, "EXPERIMENT": _experiment_fields, "SAMPLE": _sample_fields,
+                  "STUDY": _study_fields}
 
 
 def browser_xml(

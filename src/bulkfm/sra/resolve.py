@@ -151,28 +151,11 @@ def resolve(
     kw = dict(sess=sess, endpoints=endpoints, policy=policy, sources=sources, ncbi_sleep_s=ncbi_sleep_s, ena_xml=ena_xml, xml_batch=xml_batch)
     cache = Path(cache_dir) if cache_dir else None
     for acc in tqdm(accs, desc="resolve", unit="acc", disable=not progress or len(accs) < 2):
-        kind = classify(acc)
         cached = _cache_get(cache, acc)
-        if cached is not None:
-            rows = cached
-        elif kind in (Kind.GEO_SERIES, Kind.GEO_SAMPLE):
-            targets = ncbi.geo_to_sra(acc, sess, endpoints, policy)
-            if not targets:
-                missing.append(f"{acc} (GEO has no SRA link: microarray or not yet public?)")
-                continue
-            rows = []
-            for t in targets:
-                trows = _sra_rows(t, **kw)  # type: ignore[arg-type]
-                if ena_fastq_urls:
-                    _add_fastq_urls(trows, t, sess, endpoints, policy)
-                rows += trows
-            if kind is Kind.GEO_SAMPLE:
-                for r in rows:
-                    r["geo_sample"] = r.get("geo_sample") or acc
-        else:
-            rows = _sra_rows(acc, **kw)  # type: ignore[arg-type]
-            if ena_fastq_urls:
-                _add_fastq_urls(rows, acc, sess, endpoints, policy)
+        rows = cached if cached is not None else _fetch_rows(acc, kw, ena_fastq_urls)
+        if isinstance(rows, str):  # why the accession has no rows
+            missing.append(rows)
+            continue
         if not rows:
             missing.append(acc)
             continue
@@ -192,6 +175,28 @@ def resolve(
     df = apply_filter(df, flt)
     _log_summary(df)
     return df
+
+
+def _fetch_rows(acc: str, kw: dict[str, Any], ena_fastq_urls: bool) -> list[dict[str, Any]] | str:
+    """The runs of one accession from the services (GEO via its SRA links), or the reason GEO
+    gives none."""
+    sess, endpoints, policy = kw["sess"], kw["endpoints"], kw["policy"]
+    kind = classify(acc)
+    targets = [acc]
+    if kind in (Kind.GEO_SERIES, Kind.GEO_SAMPLE):
+        targets = ncbi.geo_to_sra(acc, sess, endpoints, policy)
+        if not targets:
+            return f"{acc} (GEO has no SRA link: microarray or not yet public?)"
+    rows: list[dict[str, Any]] = []
+    for t in targets:
+        trows = _sra_rows(t, **kw)
+        if ena_fastq_urls:
+            _add_fastq_urls(trows, t, sess, endpoints, policy)
+        rows += trows
+    if kind is Kind.GEO_SAMPLE:
+        for r in rows:
+            r["geo_sample"] = r.get("geo_sample") or acc
+    return rows
 
 
 _CACHE_VERSION = 1
