@@ -3,7 +3,7 @@
 A row is one sample: an ``accession`` (any SRA/ENA/GEO accession) or local ``fastq_1``
 [+ ``fastq_2``], with an optional ``sample`` name; any other column is kept as a sample
 attribute (it feeds metadata harmonization). Run accessions and local files plan with no
-network; study/experiment/sample/GEO accessions are expanded to runs by the ``sra_resolve``
+network; study/experiment/sample/GEO accessions are expanded to runs by the ``sra_metadata``
 checkpoint first.
 
 Batches: per-sample work runs in jobs of ``batch_size`` samples, in sheet order, so that the
