@@ -67,6 +67,17 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 50
     eval_batches: int = 4
+    # Early stopping: stop a stage when its validation loss has not improved for this many
+    # evaluations (eval_every steps each); the best-by-validation weights are the ones kept.
+    # 0 = off (the last step's weights are kept). steps is then the ceiling.
+    early_stopping_patience: int = 4
+    # Readout fitted on the validation split after training (bulkfm.model.readout): convex
+    # blend of the trunk, the AE and kNN over training samples; PCA of the training samples
+    # for the sample embedding.
+    blend: bool = True
+    knn_k: int = 10
+    max_reference: int = 2000  # training samples kept as the kNN reference
+    embed_pca: int = 50  # PCA components of raw log1p in the sample embedding (0 = none)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: str | bool = "auto"  # auto = on for CUDA GPUs that support it
@@ -108,6 +119,10 @@ class TrainConfig:
             s = getattr(self, name)
             if s.steps < 0 or s.batch_size < 1 or s.lr <= 0:
                 raise ValueError(f"{name}: steps >= 0, batch_size >= 1 and lr > 0 required")
+        if self.early_stopping_patience < 0:
+            raise ValueError("early_stopping_patience must be >= 0 (0 = off)")
+        if self.knn_k < 1 or self.max_reference < 1 or self.embed_pca < 0:
+            raise ValueError("knn_k >= 1, max_reference >= 1 and embed_pca >= 0 required")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
         return self

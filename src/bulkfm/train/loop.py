@@ -9,6 +9,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import signal
@@ -238,6 +239,16 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
         log.info("%s: resuming from %s (step %d of %d)", stage.name, latest, start,
                  stage.cfg.steps)
     metrics.truncate(stage.name, start)
+    # Best-by-validation weights (the ones saved as the stage's result) and early stopping:
+    # both read the validation split only. ``best/`` is a checkpoint beside the step ones, so
+    # a resumed run knows the best so far.
+    best_dir = root / "best"
+    best_val, best_step = math.inf, 0
+    if is_complete(best_dir):
+        meta = json.loads((best_dir / "config.json").read_text())
+        best_val, best_step = float(meta["val_loss"]), int(meta["step"])
+    patience = tcfg.early_stopping_patience * tcfg.eval_every  # steps without a better val
+    use_best = d.main and len(val_rows) > 0 and tcfg.early_stopping_patience > 0
 
     net: nn.Module = module
     if d.world > 1:
@@ -287,6 +298,10 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
                                       stage.model_cfg.mask_value)
                 if frozen is not None:
                     frozen.eval()
+                if use_best and val < best_val:
+                    best_val, best_step = val, done
+                    save_checkpoint(best_dir, module, stage.model_cfg, genes, kind=stage.kind,
+                                    meta={"stage": stage.name, "step": done, "val_loss": val})
         metrics.write(stage=stage.name, step=done, loss=f"{mean_loss:.6g}",
                       val_loss=f"{val:.6g}" if val != "" else "", lr=f"{lr:.4g}",
                       grad_norm=f"{grad_norm:.4g}",
@@ -295,6 +310,7 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
         bar.set_postfix(loss=f"{mean_loss:.4f}")
         bar.update(1)
         stopping = d.any(stop.signal is not None)
+        early = d.any(use_best and done - best_step >= patience)
         if done % tcfg.checkpoint_every == 0 or done == stage.cfg.steps or stopping:
             if d.main:
                 save_checkpoint(root / f"step-{done:08d}", module, stage.model_cfg, genes,
@@ -309,9 +325,23 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
             raise Preempted(f"stopped by signal at {stage.name} step {done}; checkpoint "
                             f"{root / f'step-{done:08d}'} written. Rerun the same command to "
                             "resume")
+        if early:
+            log.info("%s: early stop at step %d of %d: validation loss %.4g has not improved "
+                     "for %d steps (best at step %d)", stage.name, done, stage.cfg.steps,
+                     best_val, done - best_step, best_step)
+            break
     bar.close()
+    if use_best and is_complete(best_dir):
+        log.info("%s: keeping the best-by-validation weights: step %d, val loss %.4g",
+                 stage.name, best_step, best_val)
+        verify(best_dir)
+        module.load_state_dict(load_file(str(best_dir / "weights.safetensors")))
     if d.main:
         save_checkpoint(final, module, stage.model_cfg, genes, kind=stage.kind,
-                        meta={"stage": stage.name, "step": stage.cfg.steps})
+                        meta={"stage": stage.name, "step": stage.cfg.steps,
+                              "best_step": best_step, "best_val_loss": best_val
+                              if math.isfinite(best_val) else None})
     d.barrier()
+    if d.world > 1 and not d.main:  # every rank continues with rank 0's chosen weights
+        module.load_state_dict(load_file(str(final / "weights.safetensors")))
     return module
