@@ -78,9 +78,12 @@ class StopFlag:
 
 # --------------------------------------------------------------------------- losses
 def ae_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
-            x_in: torch.Tensor) -> torch.Tensor:
+            x_in: torch.Tensor, mask_value: float = -10.0) -> torch.Tensor:
     recon, _ = module(x_in)  # denoising: reconstruct every gene from the masked input
-    return F.mse_loss(recon.float(), x)
+    present = x != mask_value  # genes the matrix lacks (--init) read as the mask value
+    if bool(present.all()):
+        return F.mse_loss(recon.float(), x)
+    return F.mse_loss(recon.float()[present], x[present])
 
 
 def masked_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
@@ -96,6 +99,7 @@ def masked_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
         pred = module(x_in, ae_input=x_in.masked_fill(extra, mask_value))
     else:
         pred = module(x_in)  # [B, G]
+    mask = mask & (x != mask_value)  # never score a gene the matrix lacks (--init)
     return F.mse_loss(pred[mask].float(), x[mask])
 
 
@@ -217,7 +221,11 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
               tcfg: TrainConfig, out: Path, d: Dist, genes: list[str], stop: StopFlag,
               metrics: MetricsLog, bf16: bool, frozen: nn.Module | None = None,
               progress: bool = True) -> nn.Module:
-    """Train ``stage.module`` for ``stage.cfg.steps`` steps (or resume / skip if done)."""
+    """Train ``stage.module`` for ``stage.cfg.steps`` steps (or resume / skip if done).
+
+    With validation samples and ``early_stopping_patience`` > 0, ``steps`` is a ceiling: the
+    stage stops when the validation loss has not improved for that many evaluations, and the
+    best-by-validation weights are the stage's result (logged: "chose step N")."""
     module = stage.module.to(d.device)
     final = out / stage.name
     if is_complete(final):
@@ -332,8 +340,9 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
             break
     bar.close()
     if use_best and is_complete(best_dir):
-        log.info("%s: keeping the best-by-validation weights: step %d, val loss %.4g",
-                 stage.name, best_step, best_val)
+        log.info("%s: chose step %d of at most %d (best validation loss %.4g; patience %d "
+                 "evaluations of %d steps)", stage.name, best_step, stage.cfg.steps, best_val,
+                 tcfg.early_stopping_patience, tcfg.eval_every)
         verify(best_dir)
         module.load_state_dict(load_file(str(best_dir / "weights.safetensors")))
     if d.main:
