@@ -7,6 +7,7 @@ cross-validated by group. Writes into OUT:
 
     metrics.json         everything below, also printed as the last stdout line
     reconstruction.tsv   method, pcc, sample_pcc_mean, mse, n_masked, n_samples
+    sample_pcc.tsv       sample_id, then per method the sample's masked-gene PCC (paired tests)
 
 Methods: ``model`` (the model's answer: the readout's convex blend of trunk, AE and kNN fitted
 on the validation split, bulkfm.model.readout; the trunk alone when there is no readout),
@@ -218,6 +219,9 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
         tmp.mkdir()
         pd.DataFrame([{"method": m, **recon[m]} for m in methods]).to_csv(
             tmp / "reconstruction.tsv", sep="\t", index=False)
+        pd.DataFrame({"sample_id": [str(data.samples[i]) for i in held],
+                      **{m: pooled[m].sample_pcc for m in methods}}).to_csv(
+            tmp / "sample_pcc.tsv", sep="\t", index=False)
         plot_reconstruction({m: tuple(np.concatenate(v) for v in zip(*scatter[m], strict=True))
                              for m in methods}, recon, tmp / "reconstruction.png")
         if labels:
