@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     for m, r in rec.items():
         print(f"{m:10s} masked PCC {r['pcc']:.4f}  per-sample PCC {r['sample_pcc_mean']:.4f}  "
               f"MSE {r['mse']:.4f}")
+    for m, t in result.get("paired", {}).items():
+        print(f"model vs {m:10s} better on {t['better_fraction']:.0%} of held-out samples, "
+              f"Wilcoxon p {t['wilcoxon_p']:.2g}")
     for k, v in result.get("probe", {}).items():
         if isinstance(v, dict):
             print(f"probe {k:10s} accuracy {v['accuracy']:.4f}  macro-F1 {v['macro_f1']:.4f}")
