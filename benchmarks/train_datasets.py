@@ -82,7 +82,7 @@ def rnasum_counts(data: Path, cohorts: list[str] | None = None,
         rows += [{"sample_id": s, "label": cohort, "group": "-".join(s.split("-")[:3]),
                   "sample_type": s.split("-")[3][:2]} for s in c.columns]
     counts = pd.concat(frames, axis=1)
-    counts = counts[~counts.columns.duplicated()]
+    counts = counts.loc[:, ~counts.columns.duplicated()].fillna(0)
     return counts, pd.DataFrame(rows).drop_duplicates("sample_id")
 
 
@@ -128,6 +128,8 @@ def run_one(matrix: Path, labels: Path, out: Path, tcfg: TrainConfig,
         res["eval_s"] = time.perf_counter() - t
         res["train_s_this_call"] = t_train
         res_path.write_text(json.dumps(res, indent=2))
+    summary = json.loads((out / "summary.json").read_text())
+    res["readout_cv"] = (summary.get("readout") or {}).get("cv_sse")
     return res
 
 
@@ -181,12 +183,19 @@ def summarise(name: str, outs: list[Path], results: list[dict], methods=METHODS)
         f"{w.get('mode')} {w.get('mean_weights')}" for w in weights))
     steps = []
     for o in outs:
-        s = json.loads((o / "summary.json").read_text())
         m = pd.read_csv(o / "metrics.csv")
-        steps.append(f"ae {int(m[m.stage == 'ae'].step.max())}, model "
-                     f"{int(m[m.stage == 'model'].step.max())} steps, "
+        chosen = [json.loads((o / st / "config.json").read_text()).get("best_step")
+                  for st in ("ae", "model")]
+        steps.append(f"ae {chosen[0]}/{int(m[m.stage == 'ae'].step.max())}, model "
+                     f"{chosen[1]}/{int(m[m.stage == 'model'].step.max())}, "
                      f"{m.groupby('stage').elapsed_s.max().sum():.0f} s")
-    lines.append("Steps run (early stopping) and training time per seed: " + "; ".join(steps))
+    lines.append("Steps chosen by validation loss / steps run (early stopping), and training "
+                 "time, per seed: " + "; ".join(steps))
+    cv = [(r.get("readout_cv") or {}) for r in results]
+    if any(cv):
+        lines.append("Readout 2-fold CV SSE on validation, global vs per-gene: " + "; ".join(
+            f"{c.get('global', float('nan')):.0f} vs {c.get('per_gene', float('nan')):.0f}"
+            for c in cv))
     return "\n".join(lines) + "\n"
 
 
