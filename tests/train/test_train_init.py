@@ -69,6 +69,22 @@ def test_init_keeps_genes_stats_graph_and_starts_from_the_weights(pretrained, tm
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "zero_shot" in res["reconstruction"]  # the pretrained model, not fine-tuned
     assert res["reconstruction"]["model"]["pcc"] > res["reconstruction"]["gene_mean"]["pcc"]
+    # from scratch on the same genes and split, scored beside it on the same samples and masks
+    scratch = tmp_path / "scratch"
+    assert _train(["--matrix", str(new_m), "--out", str(scratch), "--config", str(cfg),
+                   "--splits", str(out / "splits.tsv")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--matrix", str(new_m), "--no-progress",
+                 "--probe-repeats", "0", "--compare", str(scratch), "-o",
+                 str(tmp_path / "ev2")]) == 0
+    res2 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rec = res2["reconstruction"]
+    assert rec["compare:scratch"]["n_masked"] == rec["model"]["n_masked"]
+    assert "compare:scratch" in res2["paired"]
+    from bulkfm.evaluate.run import evaluate
+
+    alone = evaluate(scratch, new_m, out=tmp_path / "ev3", progress=False)
+    assert abs(alone["reconstruction"]["model"]["pcc"] - rec["compare:scratch"]["pcc"]) < 1e-6
 
 
 def test_missing_genes_are_masked_and_never_scored(pretrained, tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ cross-validated by group. Writes into OUT:
 Methods: ``model`` (the model's answer: the readout's convex blend of trunk, AE and kNN fitted
 on the validation split, bulkfm.model.readout; the trunk alone when there is no readout),
 ``trunk`` (the graph transformer's own prediction), ``ae`` (stage 1 alone), ``knn``,
-``gene_mean``, and for a run started with ``--init`` also ``zero_shot`` (the pretrained model
-with its own readout, not fine-tuned). ``paired`` holds per-sample comparisons of ``model``
+``gene_mean``, for a run started with ``--init`` also ``zero_shot`` (the pretrained model
+with its own readout, not fine-tuned), and ``compare:NAME`` for each ``compare`` directory
+(another run on the same genes, e.g. from scratch: its own readout, same samples and masks). ``paired`` holds per-sample comparisons of ``model``
 with each other method: share of held-out samples it beats and a two-sided Wilcoxon
 signed-rank p on the per-sample masked-gene PCC.
     probe.tsv            features, protocol (held-out | repeated grouped CV), accuracy, ...
@@ -110,7 +111,7 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
              batch_size: int = 8, mask_fraction: float | None = None, knn_k: int = 10,
              max_reference: int = 2000, max_samples: int = 2000, seed: int = 0,
              device: str = "auto", allow_missing: float = 0.0, probe_repeats: int = 3,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, compare: list[str] | None = None) -> dict[str, Any]:
     train_dir = Path(train_dir)
     out = Path(out) if out else train_dir / "evaluate"
     dev = pick_device(device)
@@ -157,8 +158,10 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
     mask_value = model.config.mask_value
     present = data.gene_index >= 0
 
+    others = {f"compare:{Path(c).name}": _comparable(c, model.genes, dev)
+              for c in (compare or [])}
     methods = (["model"] + (["trunk"] if readout is not None else []) + ["gene_mean", "knn"]
-               + (["ae"] if ae is not None else []) + (["zero_shot"] if zero_shot else []))
+               + (["ae"] if ae is not None else []) + (["zero_shot"] if zero_shot else []) + list(others))
     pooled = {m: PooledStats() for m in methods}
     scatter: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in methods}
     budget = SCATTER_POINTS // max(1, math.ceil(len(held) / batch_size))
@@ -181,6 +184,13 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
                 preds["model"], preds["trunk"] = readout.combine(parts), parts["trunk"]
             else:
                 preds["model"] = model(x_in).float().cpu().numpy()
+            for name, (other, other_ro, perm) in others.items():
+                xo = x_in[:, perm]  # the other run's gene order
+                po = (other_ro.predict(other, xo, other_ro.exclude_for(ids))
+                      if other_ro is not None else other(xo).float().cpu().numpy())
+                out_ = np.empty_like(po)
+                out_[:, perm] = po  # back to this model's gene order
+                preds[name] = out_
             if zero_shot is not None:
                 preds["zero_shot"] = (zero_readout.predict(zero_shot, x_in,
                                                            zero_readout.exclude_for(ids))
@@ -241,6 +251,17 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
                     repeated["model"]["accuracy"] >= repeated["pca_raw"]["accuracy"])
         write_text_atomic(tmp / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _comparable(path: str, genes: list[str], dev):
+    """(model, readout or None, perm): ``x[:, perm]`` is x in that model's gene order."""
+    other = load(path, map_location=dev)
+    pos = {g: i for i, g in enumerate(genes)}
+    if sorted(other.genes) != sorted(genes):
+        raise DataError(f"--compare {path}: its model has other genes ({len(other.genes)}, "
+                        f"{len(set(other.genes) - set(genes))} not in this model); compare runs "
+                        "on the same genes (train it on the same gene list)")
+    return other, readout_of(path), np.array([pos[g] for g in other.genes])
 
 
 def paired_test(a: list[float], b: list[float]) -> dict[str, float]:
