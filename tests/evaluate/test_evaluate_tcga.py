@@ -66,6 +66,16 @@ def test_loss_falls_and_model_beats_gene_mean(trained, capsys) -> None:
     assert rec["model"]["pcc"] > rec["gene_mean"]["pcc"] + 0.1
     assert rec["model"]["mse"] < rec["gene_mean"]["mse"]
     assert result["model_better_samples"]["gene_mean"] > 0.9  # paired, per held-out sample
+    # The model's answer is the readout's convex blend of trunk, AE and kNN, fitted on the
+    # validation participants: on the held-out ones it is not worse than its parts.
+    assert result["readout"]["parts"] == ["trunk", "ae", "knn"]
+    assert abs(sum(result["readout"]["mean_weights"].values()) - 1) < 1e-3
+    for part in ("trunk", "ae", "knn"):
+        assert rec["model"]["mse"] <= rec[part]["mse"] * 1.02, (part, rec)
+        assert rec["model"]["pcc"] >= rec[part]["pcc"] - 0.005, (part, rec)
+    assert 0 <= result["paired"]["knn"]["wilcoxon_p"] <= 1
+    pcc = pd.read_csv(out / "evaluate" / "sample_pcc.tsv", sep="\t")
+    assert len(pcc) == result["n_held_out"] and {"model", "knn", "ae"} <= set(pcc.columns)
     probe = result["probe"]
     assert probe["model"]["n_test"] == result["n_held_out"]
     assert probe["pca_raw"]["accuracy"] > 0.7  # six cancer types are easy to tell apart

@@ -169,3 +169,28 @@ def test_model_config_written_before_ae_tokens_loads_without_them() -> None:
     old = {k: v for k, v in ModelConfig(n_genes=5).to_dict().items() if k != "ae_tokens"}
     assert ModelConfig.from_dict(old).ae_tokens is False
     assert ModelConfig.from_dict(ModelConfig(n_genes=5).to_dict()).ae_tokens is True
+
+
+def test_paper_switches_zero_masked_expression_and_max_pool() -> None:
+    import torch
+
+    from bulkfm.model import BulkFormer, ModelConfig
+
+    cfg = ModelConfig(n_genes=12, ae_hidden=[8], ae_latent=4, d_model=8, n_layers=1,
+                      n_heads=2, nb_features=4, use_gcn=False, use_esm2=False,
+                      zero_masked_ree=True, token_mlp=True, pool="max")
+    torch.manual_seed(0)
+    m = BulkFormer(cfg).eval()
+    x = torch.rand(2, 12) * 3
+    x[:, :3] = cfg.mask_value
+    ree = m.tokenizer.ree(x)
+    tokens = m.tokenizer(x, torch.zeros(2, 4), torch.zeros(2, 12, 2))
+    assert ree[:, :3].abs().sum() > 0  # REE(-10) itself is not zero ...
+    base = m.tokenizer.identity().unsqueeze(0) + m.tokenizer.context(torch.zeros(2, 4)).unsqueeze(1) \
+        + m.tokenizer.ae_values(torch.zeros(2, 12, 2))
+    base = base + m.tokenizer.mlp(base)
+    assert torch.allclose(tokens[:, :3], base[:, :3], atol=1e-6)  # ... the token carries none
+    pooled, h = m.embed(x)
+    assert torch.allclose(pooled, h.amax(1))
+    with pytest.raises(ValueError, match="pool"):
+        ModelConfig.from_dict({"n_genes": 3, "pool": "sum"})

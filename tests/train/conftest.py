@@ -55,3 +55,14 @@ def tiny_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_CONFIG)
     return path
+
+
+@pytest.fixture(scope="session")
+def tcga_writer():
+    """``write_tcga_subset`` for tests that need several subsets."""
+    return write_tcga_subset
+
+
+@pytest.fixture(scope="session")
+def tiny_config_text() -> str:
+    return TINY_CONFIG

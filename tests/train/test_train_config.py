@@ -53,3 +53,31 @@ def test_train_without_size_keys_on_cpu_records_the_preset(tcga_small, tmp_path:
     # The same command resumes (the resolved config matches the run's fingerprint).
     assert main(["train", "--matrix", str(matrix), "--labels", str(labels), "--out", str(out),
                  "--config", str(config), "--no-progress"]) == 0
+
+
+def test_bulkformer_preset_follows_the_paper_and_trains(tcga_small, tmp_path: Path) -> None:
+    cfg = from_dict({"size": "bulkformer"}).resolved("cpu")
+    m = cfg.model
+    assert (m["n_layers"], m["ff_mult"], m["nb_features"]) == (12, 4, 256)
+    assert m["token_mlp"] and m["zero_masked_ree"] and m["pool"] == "max"
+    assert cfg.transformer.lr == 1e-4 and cfg.joint_context
+    given = from_dict({"size": "bulkformer", "transformer": {"lr": 3e-4}}).resolved("cpu")
+    assert given.transformer.lr == 3e-4  # a key given wins over the preset
+    matrix, labels = tcga_small
+    config = tmp_path / "bf.yaml"
+    config.write_text("size: bulkformer\nmodel: {n_layers: 2, nb_features: 16}\n"
+                      "ae: {steps: 2, batch_size: 8, lr: 0.001}\n"
+                      "transformer: {steps: 3, batch_size: 4, lr: 0.0001}\nnum_threads: 1\n")
+    out = tmp_path / "run"
+    assert main(["train", "--matrix", str(matrix), "--labels", str(labels), "--out", str(out),
+                 "--config", str(config), "--no-progress"]) == 0
+    model = bulkfm.model.load(out)
+    assert model.config.token_mlp and model.config.pool == "max"
+    assert model.tokenizer.mlp is not None and model.config.ff_mult == 4
+    # joint context: stage 2 moved the AE inside the model away from stage 1's AE
+    from safetensors.torch import load_file
+
+    ae = load_file(str(out / "ae" / "weights.safetensors"))
+    inner = load_file(str(out / "model" / "weights.safetensors"))
+    k = next(iter(k for k in ae if k.startswith("encoder.")))
+    assert not (ae[k] == inner[f"ae.{k}"]).all()

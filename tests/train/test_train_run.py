@@ -42,7 +42,14 @@ def test_train_writes_loadable_outputs(tcga_small, tiny_config: Path, tmp_path: 
     assert main(["embed-samples", str(out), "--matrix", str(matrix), "-o", str(emb)]) == 0
     s = pd.read_parquet(emb / "sample_embeddings.parquet")
     g = pd.read_parquet(emb / "gene_embeddings.parquet")
-    assert s.shape == (40, 1 + 16 + 8) and g.shape == (60, 1 + 16)
+    n_train = int((pd.read_csv(out / "splits.tsv", sep="\t")["split"] == "train").sum())
+    n_pca = min(50, n_train - 1)  # embed_pca 50, fitted on the train split
+    pca_cols = [c for c in s.columns if c.startswith("pca_")]
+    assert len(pca_cols) == n_pca and s.shape == (40, 1 + n_pca + 16 + 8)
+    assert g.shape == (60, 1 + 16)
+    # the PCA part is the train-split PCA of the raw log1p: train rows are centred on average
+    train_ids = pd.read_csv(out / "splits.tsv", sep="\t").query("split == 'train'")["sample_id"]
+    assert np.allclose(s.set_index("sample_id").loc[train_ids, pca_cols].mean(), 0, atol=1e-3)
 
 
 class _StopAfter(loop.StopFlag):
@@ -107,7 +114,7 @@ def test_nan_loss_stops_with_a_clear_error_and_no_checkpoint(tcga_small, tiny_co
                                                              monkeypatch) -> None:
     matrix, _ = tcga_small
 
-    def nan_loss(module, x, mask, x_in):
+    def nan_loss(module, x, mask, x_in, **_):
         return module(x_in)[0].mean() * float("nan")
 
     monkeypatch.setattr("bulkfm.train.run.ae_loss", nan_loss)

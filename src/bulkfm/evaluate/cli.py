@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-repeats", type=int, default=3,
                    help="repeats of grouped 5-fold CV for the probes, over all labelled samples "
                         "(0 = only the held-out probe)")
+    p.add_argument("--compare", nargs="+", metavar="DIR", default=[],
+                   help="other bulkfm train directories on the same genes (e.g. a run from "
+                        "scratch beside a --init one): scored on the same held-out samples and "
+                        "masks as method compare:NAME, with paired tests")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--allow-missing-genes", type=float, default=0.0, metavar="FRACTION")
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                           knn_k=args.knn_k, max_reference=args.max_reference,
                           max_samples=args.max_samples, seed=args.seed, device=args.device,
                           allow_missing=args.allow_missing_genes,
-                          probe_repeats=args.probe_repeats,
+                          probe_repeats=args.probe_repeats, compare=args.compare,
                           progress=not args.no_progress)
     except (ValueError, FileNotFoundError, DataError, CheckpointError) as exc:
         raise UserError(str(exc)) from exc
@@ -54,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     for m, r in rec.items():
         print(f"{m:10s} masked PCC {r['pcc']:.4f}  per-sample PCC {r['sample_pcc_mean']:.4f}  "
               f"MSE {r['mse']:.4f}")
+    for m, t in result.get("paired", {}).items():
+        print(f"model vs {m:10s} better on {t['better_fraction']:.0%} of held-out samples, "
+              f"Wilcoxon p {t['wilcoxon_p']:.2g}")
     for k, v in result.get("probe", {}).items():
         if isinstance(v, dict):
             print(f"probe {k:10s} accuracy {v['accuracy']:.4f}  macro-F1 {v['macro_f1']:.4f}")

@@ -7,6 +7,16 @@ cross-validated by group. Writes into OUT:
 
     metrics.json         everything below, also printed as the last stdout line
     reconstruction.tsv   method, pcc, sample_pcc_mean, mse, n_masked, n_samples
+    sample_pcc.tsv       sample_id, then per method the sample's masked-gene PCC (paired tests)
+
+Methods: ``model`` (the model's answer: the readout's convex blend of trunk, AE and kNN fitted
+on the validation split, bulkfm.model.readout; the trunk alone when there is no readout),
+``trunk`` (the graph transformer's own prediction), ``ae`` (stage 1 alone), ``knn``,
+``gene_mean``, for a run started with ``--init`` also ``zero_shot`` (the pretrained model
+with its own readout, not fine-tuned), and ``compare:NAME`` for each ``compare`` directory
+(another run on the same genes, e.g. from scratch: its own readout, same samples and masks). ``paired`` holds per-sample comparisons of ``model``
+with each other method: share of held-out samples it beats and a two-sided Wilcoxon
+signed-rank p on the per-sample masked-gene PCC.
     probe.tsv            features, protocol (held-out | repeated grouped CV), accuracy, ...
     reconstruction.png   predicted vs true masked values, PCC/MSE bars
     tsne.png             t-SNE of raw PCA, AE latent and model embedding, coloured by label
@@ -35,7 +45,7 @@ from bulkfm.matrix.store import iter_row_batches, open_matrix
 from bulkfm.model.checkpoint import is_complete, load
 from bulkfm.train.data import DataError, apply_mask, random_mask, step_generator
 from bulkfm.train.ddp import pick_device
-from bulkfm.train.embed import iter_embeddings, model_view
+from bulkfm.train.embed import iter_embeddings, model_view, readout_of
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +111,27 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
              batch_size: int = 8, mask_fraction: float | None = None, knn_k: int = 10,
              max_reference: int = 2000, max_samples: int = 2000, seed: int = 0,
              device: str = "auto", allow_missing: float = 0.0, probe_repeats: int = 3,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, compare: list[str] | None = None) -> dict[str, Any]:
     train_dir = Path(train_dir)
     out = Path(out) if out else train_dir / "evaluate"
     dev = pick_device(device)
     model = load(train_dir, map_location=dev)
     ae = load(train_dir / "ae", map_location=dev) if is_complete(train_dir / "ae") else None
+    readout = readout_of(train_dir)
+    if readout is not None and readout.weights.shape[0] != len(model.genes):
+        raise DataError(f"{train_dir}/readout was fitted for another model ({readout.weights.shape[0]} "
+                        f"genes, model {len(model.genes)}); delete it and rerun bulkfm train")
     matrix = open_matrix(matrix_path)
     data = model_view(model, matrix, allow_missing)
     cfg_path = train_dir / "config.json"
+    record = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    zero_shot = zero_readout = None
+    if record.get("init"):
+        zero_shot = load(Path(record["init"]), map_location=dev)
+        zero_readout = readout_of(record["init"])
+        if list(zero_shot.genes) != list(model.genes):
+            raise DataError(f"{record['init']}: the pretrained model's genes differ from "
+                            f"{train_dir}'s; it is not the model this run started from")
     if mask_fraction is None:
         mask_fraction = (json.loads(cfg_path.read_text())["train"]["mask_fraction"]
                          if cfg_path.exists() else 0.15)
@@ -136,7 +158,10 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
     mask_value = model.config.mask_value
     present = data.gene_index >= 0
 
-    methods = ["model", "gene_mean", "knn"] + (["ae"] if ae is not None else [])
+    others = {f"compare:{Path(c).name}": _comparable(c, model.genes, dev)
+              for c in (compare or [])}
+    methods = (["model"] + (["trunk"] if readout is not None else []) + ["gene_mean", "knn"]
+               + (["ae"] if ae is not None else []) + (["zero_shot"] if zero_shot else []) + list(others))
     pooled = {m: PooledStats() for m in methods}
     scatter: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in methods}
     budget = SCATTER_POINTS // max(1, math.ceil(len(held) / batch_size))
@@ -148,12 +173,29 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
         xt = torch.from_numpy(x)
         x_in = apply_mask(xt, torch.from_numpy(mask), mask_value).to(dev)
         with torch.no_grad():
-            preds = {"model": model(x_in).float().cpu().numpy(),
-                     "gene_mean": gene_mean(means, len(x)),
+            preds = {"gene_mean": gene_mean(means, len(x)),
                      "knn": knn_impute(x, mask, reference, knn_k,
                                        exclude=np.array([ref_pos.get(int(i), -1) for i in idx]))}
             if ae is not None:
                 preds["ae"] = ae(x_in)[0].float().cpu().numpy()
+            ids = [str(data.samples[i]) for i in idx]
+            if readout is not None:
+                parts = readout.part_predictions(model, x_in, readout.exclude_for(ids))
+                preds["model"], preds["trunk"] = readout.combine(parts), parts["trunk"]
+            else:
+                preds["model"] = model(x_in).float().cpu().numpy()
+            for name, (other, other_ro, perm) in others.items():
+                xo = x_in[:, perm]  # the other run's gene order
+                po = (other_ro.predict(other, xo, other_ro.exclude_for(ids))
+                      if other_ro is not None else other(xo).float().cpu().numpy())
+                out_ = np.empty_like(po)
+                out_[:, perm] = po  # back to this model's gene order
+                preds[name] = out_
+            if zero_shot is not None:
+                preds["zero_shot"] = (zero_readout.predict(zero_shot, x_in,
+                                                           zero_readout.exclude_for(ids))
+                                      if zero_readout is not None
+                                      else zero_shot(x_in).float().cpu().numpy())
         for m in methods:
             pooled[m].add(x, preds[m], mask)
             t, p = x[mask], preds[m][mask]
@@ -172,21 +214,37 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
             m: float(np.mean(np.asarray(pooled["model"].sample_pcc)
                              > np.asarray(pooled[m].sample_pcc)))
             for m in methods if m != "model"},
+        "paired": {m: paired_test(pooled["model"].sample_pcc, pooled[m].sample_pcc)
+                   for m in methods if m != "model"},
+        "readout": ({"mode": readout.mode, "parts": readout.parts,
+                     "mean_weights": readout.report.get("mean_weights")}
+                    if readout is not None else None),
     }
+    if ae is not None:
+        result["model_ge_ae"] = bool(recon["model"]["pcc"] >= recon["ae"]["pcc"]
+                                     and recon["model"]["mse"] <= recon["ae"]["mse"])
+    result["model_ge_knn"] = bool(recon["model"]["pcc"] >= recon["knn"]["pcc"]
+                                  and recon["model"]["mse"] <= recon["knn"]["mse"])
     with atomic_path(out) as tmp:
         tmp.mkdir()
         pd.DataFrame([{"method": m, **recon[m]} for m in methods]).to_csv(
             tmp / "reconstruction.tsv", sep="\t", index=False)
+        pd.DataFrame({"sample_id": [str(data.samples[i]) for i in held],
+                      **{m: pooled[m].sample_pcc for m in methods}}).to_csv(
+            tmp / "sample_pcc.tsv", sep="\t", index=False)
         plot_reconstruction({m: tuple(np.concatenate(v) for v in zip(*scatter[m], strict=True))
                              for m in methods}, recon, tmp / "reconstruction.png")
         if labels:
             result["probe"], repeated = _probes(model, ae, data, labels, held, train_rows, dev,
                                                 batch_size, max_samples, seed, tmp, progress,
-                                                protocol, probe_repeats)
+                                                protocol, probe_repeats, readout)
             if result["probe"]:
                 pr = result["probe"]
                 result["probe_model_ge_pca"] = bool(pr["model"]["accuracy"]
                                                     >= pr["pca_raw"]["accuracy"])
+                if "ae_latent" in pr:
+                    result["probe_model_ge_ae"] = bool(pr["model"]["accuracy"]
+                                                       >= pr["ae_latent"]["accuracy"])
             if repeated:
                 result["probe_repeated_cv"] = repeated
                 result["probe_model_ge_pca_repeated_cv"] = bool(
@@ -195,9 +253,33 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
     return result
 
 
+def _comparable(path: str, genes: list[str], dev):
+    """(model, readout or None, perm): ``x[:, perm]`` is x in that model's gene order."""
+    other = load(path, map_location=dev)
+    pos = {g: i for i, g in enumerate(genes)}
+    if sorted(other.genes) != sorted(genes):
+        raise DataError(f"--compare {path}: its model has other genes ({len(other.genes)}, "
+                        f"{len(set(other.genes) - set(genes))} not in this model); compare runs "
+                        "on the same genes (train it on the same gene list)")
+    return other, readout_of(path), np.array([pos[g] for g in other.genes])
+
+
+def paired_test(a: list[float], b: list[float]) -> dict[str, float]:
+    """Per-sample PCC of the model (a) vs another method (b) on the same samples and masks."""
+    from scipy.stats import wilcoxon
+
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    d = x[ok] - y[ok]
+    p = float(wilcoxon(x[ok], y[ok]).pvalue) if (d != 0).any() else 1.0
+    return {"better_fraction": float(np.mean(d > 0)) if d.size else float("nan"),
+            "mean_diff": float(d.mean()) if d.size else float("nan"), "wilcoxon_p": p,
+            "n": int(d.size)}
+
+
 def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max_samples,
             seed, out: Path, progress: bool, protocol: str,
-            repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
+            repeats: int, readout=None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(held-out probe per feature set, repeated grouped CV per feature set)."""
     table = read_labels(labels_path, list(data.samples))
     pos = {s: i for i, s in enumerate(data.samples)}
@@ -217,9 +299,13 @@ def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max
     if len(np.unique(labels)) < 2:
         log.warning("fewer than 2 label classes among the evaluated samples: no probe")
         return {}, {}
-    feats: dict[str, list[np.ndarray]] = {"pca_raw": [], "ae_latent": [], "model": []}
-    for idx, emb, z, _ in iter_embeddings(model, data, rows, batch_size, dev, progress):
+    feats: dict[str, list[np.ndarray]] = {"pca_raw": [], "ae_latent": [], "model": [],
+                                          "model_pooled": []}
+    for idx, emb, z, _, pooled in iter_embeddings(model, data, rows, batch_size, dev, progress,
+                                                  readout):
         feats["model"].append(emb)
+        if readout is not None and readout.pca_components is not None:
+            feats["model_pooled"].append(pooled)  # ablation: the hidden states alone
         if z is not None:
             feats["ae_latent"].append(z)
         feats["pca_raw"].append(data.rows(idx))  # raw log1p of model genes (PCA inside probe)

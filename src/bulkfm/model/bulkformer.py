@@ -12,7 +12,9 @@ The head's last layer starts at zero, so an untrained trunk predicts the AE's re
 (``ae_residual``; switch it off to predict from the tokens alone).
 
 The AE is part of the module (its weights are in the checkpoint) but is trained in stage 1 and
-frozen in stage 2. Sample embedding = mean of the final hidden states over genes [B, d].
+frozen in stage 2. Pooled hidden = mean (or max, ``pool``) of the final hidden states over
+genes [B, d]; the sample embedding of ``bulkfm embed-samples`` prepends PCA of the input
+(``bulkfm.model.readout``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class BulkFormer(nn.Module):
             cfg.n_genes, cfg.d_model, esm2=esm2 if cfg.use_esm2 else None,
             has_protein=has_protein, context_dim=cfg.ae_latent if cfg.use_ae_context else None,
             theta_min=cfg.ree_theta_min, theta_max=cfg.ree_theta_max,
-            ae_values=cfg.use_ae_context and cfg.ae_tokens)
+            ae_values=cfg.use_ae_context and cfg.ae_tokens, zero_masked=cfg.zero_masked_ree,
+            token_mlp=cfg.token_mlp, mask_value=cfg.mask_value)
         self.graph = (GeneGraph(edge_index, edge_weight if edge_weight is not None
                                 else torch.ones(edge_index.shape[1]), cfg.n_genes)
                       if cfg.use_gcn else None)
@@ -115,6 +118,10 @@ class BulkFormer(nn.Module):
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unmasked x [B, G] -> (sample embedding [B, d], per-gene hidden states [B, G, d])."""
+        """Unmasked x [B, G] -> (pooled hidden [B, d], per-gene hidden states [B, G, d]).
+
+        Pooling over genes: mean (default) or max (``pool: max``, BulkFormer's). The full
+        sample embedding adds PCA of the input (``bulkfm.model.readout``)."""
         h = self.hidden(x)
-        return h.float().mean(1), h
+        pooled = h.float().amax(1) if self.config.pool == "max" else h.float().mean(1)
+        return pooled, h

@@ -30,6 +30,10 @@ class ModelConfig:
     ree_theta_min: float = 0.1  # geometric ladder of REE wavelengths, in log1p units
     ree_theta_max: float = 100.0
     mask_value: float = -10.0  # stands for "masked"; a measured zero stays 0
+    # BulkFormer-paper switches (preset ``size: bulkformer``; off = the measured defaults).
+    zero_masked_ree: bool = False  # expression embedding = 0 at masked genes (paper), not REE(-10)
+    token_mlp: bool = False  # MLP (d -> 2d -> d) over the summed token (paper), before block 1
+    pool: str = "mean"  # sample embedding: "mean" or "max" over genes of the final hidden states
     seed: int = 0  # seeds the FAVOR+ projection and parameter init
 
     def to_dict(self) -> dict[str, Any]:
@@ -39,4 +43,7 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         check_keys(data, {f.name for f in fields(cls)}, "model")
         data = {"ae_tokens": False, **data}  # configs written before the key existed
-        return cls(**data)
+        cfg = cls(**data)
+        if cfg.pool not in ("mean", "max"):
+            raise ValueError(f"pool must be mean or max, got {cfg.pool!r}")
+        return cfg

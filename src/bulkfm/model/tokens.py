@@ -48,17 +48,27 @@ class GeneIdentity(nn.Module):
 class GeneTokenizer(nn.Module):
     def __init__(self, n_genes: int, d_model: int, *, esm2: torch.Tensor | None,
                  has_protein: torch.Tensor | None, context_dim: int | None,
-                 theta_min: float, theta_max: float, ae_values: bool = False) -> None:
+                 theta_min: float, theta_max: float, ae_values: bool = False,
+                 zero_masked: bool = False, token_mlp: bool = False,
+                 mask_value: float = -10.0) -> None:
         super().__init__()
+        self.zero_masked, self.mask_value = zero_masked, mask_value
         self.identity = GeneIdentity(n_genes, d_model, esm2, has_protein)
         self.ree = RotaryExpressionEmbedding(d_model, theta_min, theta_max)
         self.context = nn.Linear(context_dim, d_model) if context_dim else None
         self.ae_values = nn.Linear(2, d_model) if ae_values else None
+        # BulkFormer: an MLP over the summed token, residual so an untrained one is the identity.
+        self.mlp = (nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 2 * d_model),
+                                  nn.GELU(), nn.Linear(2 * d_model, d_model))
+                    if token_mlp else None)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 ae_values: torch.Tensor | None = None) -> torch.Tensor:
         # x [B, G] (masked = mask value), context [B, c], ae_values [B, G, 2] -> tokens [B, G, d]
-        tokens = self.ree(x) + self.identity().unsqueeze(0)
+        ree = self.ree(x)
+        if self.zero_masked:  # BulkFormer: a masked gene carries no expression embedding
+            ree = ree.masked_fill((x == self.mask_value).unsqueeze(-1), 0.0)
+        tokens = ree + self.identity().unsqueeze(0)
         if self.context is not None:
             if context is None:
                 raise ValueError("this model was built with an AE context; pass the AE latent")
@@ -67,4 +77,6 @@ class GeneTokenizer(nn.Module):
             if ae_values is None:
                 raise ValueError("this model was built with AE value tokens; pass them")
             tokens = tokens + self.ae_values(ae_values.to(tokens.dtype))
+        if self.mlp is not None:
+            tokens = tokens + self.mlp(tokens)
         return tokens

@@ -54,6 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--graph", help="edges.parquet (default: built from the train split)")
     t.add_argument("--esm2", help="esm2.pt gene embeddings (default: from the config; none = "
                                   "learned gene embedding)")
+    t.add_argument("--init", metavar="PRETRAINED_DIR",
+                   help="continue from a pretrained bulkfm train directory: its genes, gene "
+                        "statistics, graph and weights are kept, the matrix is matched to its "
+                        "genes by id (missing genes are fed as masked and never scored; < 50 %% "
+                        "shared is an error)")
+    t.add_argument("--gene-table", help="TSV with entrez_gene_id, symbol, ensembl_gene_id to map "
+                                        "gene ids when --init's model and the matrix use "
+                                        "different id types")
     t.add_argument("--device", help="auto | cpu | cuda (overrides the config)")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from DIR's last complete checkpoint (default); --no-resume "
@@ -63,7 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser(
         "embed-samples", help="sample and gene embeddings of a trained model for a matrix",
-        description="Writes OUT/sample_embeddings.parquet and OUT/gene_embeddings.parquet.")
+        description="Writes OUT/sample_embeddings.parquet (sample_id, pca_* = PCA of the raw "
+                    "log1p fitted on the training samples, emb_* = pooled final hidden states, "
+                    "ae_* = AE latent; the model's sample embedding is pca_* + emb_*) and "
+                    "OUT/gene_embeddings.parquet.")
     e.add_argument("checkpoint", help="checkpoint dir or bulkfm train output dir")
     e.add_argument("--matrix", required=True)
     e.add_argument("-o", "--output", required=True, help="output directory")
@@ -136,6 +147,10 @@ def run_train(args: argparse.Namespace) -> int:
             tcfg.esm2 = args.esm2
         if args.device:
             tcfg.device = args.device
+        if args.init:
+            tcfg.init = args.init
+        if args.gene_table:
+            tcfg.gene_table = args.gene_table
         out = train(args.matrix, args.out, tcfg, labels=args.labels, splits=args.splits,
                     resume=args.resume, progress=not args.no_progress,
                     restart_on_change=args.on_config_change == "restart")

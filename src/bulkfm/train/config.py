@@ -29,11 +29,23 @@ WORKFLOW_KEYS = frozenset({"threads", "nproc", "gpu", "mem_mb", "runtime"})
 # gene, AE 4096 -> 1024 -> 320, d 320): ~100 s per stage-2 step on 2 CPU cores at 20k genes,
 # so it is for GPUs. "cpu" is the same architecture at the size the CPU benchmark uses
 # (benchmarks/train_tcga.yaml says size: cpu), which trains on a few hundred samples in minutes.
+# "bulkformer" follows the BulkFormer paper point by point where bulkfm has the switch (12
+# Performer layers, FF x4, 256 random features, a token MLP, expression embedding zeroed at
+# masked genes, max pooling, lr 1e-4, the sample context trained jointly in stage 2) at the cpu
+# preset's widths; docs/model.md lists each difference to the default with its measured reason.
+_CPU_MODEL = {"ae_hidden": [512, 128], "ae_latent": 64, "d_model": 64, "n_heads": 4,
+              "nb_features": 32}
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"max_genes": 0, "model": {}},
-    "cpu": {"max_genes": 1000, "model": {"ae_hidden": [512, 128], "ae_latent": 64,
-                                         "d_model": 64, "n_heads": 4, "nb_features": 32}},
+    "cpu": {"max_genes": 1000, "model": _CPU_MODEL},
+    "bulkformer": {"max_genes": 1000,
+                   "model": {**_CPU_MODEL, "n_layers": 12, "ff_mult": 4, "nb_features": 256,
+                             "token_mlp": True, "zero_masked_ree": True, "pool": "max"},
+                   "train": {"transformer_lr": 1e-4, "joint_context": True}},
 }
+
+
+_DEFAULT_LR = 1e-3
 
 
 @dataclass
@@ -60,10 +72,10 @@ class TrainConfig:
     # Stage 2: extra fraction of the observed genes hidden from the frozen AE context (training
     # only), to make the AE err on train samples as on unseen ones. Off: no gain on TCGA.
     context_extra_mask: float = 0.0
-    ae: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3,
+    ae: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=_DEFAULT_LR,
                                                                  batch_size=32))
-    transformer: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3,
-                                                                          batch_size=8))
+    transformer: StageConfig = field(default_factory=lambda: StageConfig(
+        steps=300, lr=_DEFAULT_LR, batch_size=8))
     weight_decay: float = 0.01
     warmup_steps: int = 20
     grad_clip: float = 1.0
@@ -71,6 +83,25 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 50
     eval_batches: int = 4
+    # Stage 2 also trains the AE context (BulkFormer learns its sample context jointly); off =
+    # the AE is frozen after stage 1 (the default: measured in docs/model.md).
+    joint_context: bool = False
+    # Continue from a pretrained ``bulkfm train`` directory (``--init``): its genes, gene
+    # statistics, graph and weights are kept; the new matrix is matched to its genes by id
+    # (bulkfm.train.init). gene_table: Entrez/symbol/Ensembl table to map across id types.
+    init: str | None = None
+    gene_table: str | None = None
+    # Early stopping: stop a stage when its validation loss has not improved for this many
+    # evaluations (eval_every steps each); the best-by-validation weights are the ones kept.
+    # 0 = off (the last step's weights are kept). steps is then the ceiling.
+    early_stopping_patience: int = 4
+    # Readout fitted on the validation split after training (bulkfm.model.readout): convex
+    # blend of the trunk, the AE and kNN over training samples; PCA of the training samples
+    # for the sample embedding.
+    blend: bool = True
+    knn_k: int = 10
+    max_reference: int = 2000  # training samples kept as the kNN reference
+    embed_pca: int = 50  # PCA components of raw log1p in the sample embedding (0 = none)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: str | bool = "auto"  # auto = on for CUDA GPUs that support it
@@ -85,7 +116,14 @@ class TrainConfig:
         if self.size == "auto" and (filled or self.max_genes is None and max_genes):
             log.warning("size: %s on %s (set size: full or the keys to change it): "
                         "max_genes %s, %s", size, device_type, max_genes, filled)
-        return replace(self, size=size, max_genes=max_genes, model={**filled, **self.model})
+        extra: dict[str, Any] = {}
+        train = preset.get("train", {})
+        if "transformer_lr" in train and self.transformer.lr == _DEFAULT_LR:  # given wins
+            extra["transformer"] = replace(self.transformer, lr=train["transformer_lr"])
+        if "joint_context" in train:
+            extra["joint_context"] = train["joint_context"]
+        return replace(self, size=size, max_genes=max_genes, model={**filled, **self.model},
+                       **extra)
 
     def model_config(self, n_genes: int, esm2_dim: int) -> ModelConfig:
         return ModelConfig(n_genes=n_genes, esm2_dim=esm2_dim, seed=self.seed, **self.model)
@@ -112,6 +150,10 @@ class TrainConfig:
             s = getattr(self, name)
             if s.steps < 0 or s.batch_size < 1 or s.lr <= 0:
                 raise ValueError(f"{name}: steps >= 0, batch_size >= 1 and lr > 0 required")
+        if self.early_stopping_patience < 0:
+            raise ValueError("early_stopping_patience must be >= 0 (0 = off)")
+        if self.knn_k < 1 or self.max_reference < 1 or self.embed_pca < 0:
+            raise ValueError("knn_k >= 1, max_reference >= 1 and embed_pca >= 0 required")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
         self._check_model_shapes()

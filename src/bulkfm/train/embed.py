@@ -1,7 +1,11 @@
 """Sample and gene embeddings of a trained model for any matrix, streamed in row batches.
 
-    OUT/sample_embeddings.parquet   sample_id, emb_0..emb_{d-1} (mean of final hidden states
-                                    over genes), ae_0..ae_{k-1} (the AE latent, when present)
+    OUT/sample_embeddings.parquet   sample_id, pca_0..pca_{N-1} (PCA of the raw log1p, fitted
+                                    on the training samples: DIR/readout), emb_0..emb_{d-1}
+                                    (mean or max of the final hidden states over genes),
+                                    ae_0..ae_{k-1} (the AE latent, when present). The model's
+                                    sample embedding is [pca_* | emb_*] (bulkfm.model.readout:
+                                    why; benchmarks/results/train.md: its probe vs PCA, AE)
     OUT/gene_embeddings.parquet     gene, emb_0..emb_{d-1}: each gene's final hidden state
                                     averaged over the samples (contextual gene embedding)
 
@@ -38,22 +42,40 @@ def model_view(model: torch.nn.Module, matrix: ExpressionMatrix,
     return SubsetMatrix(matrix, index, list(model.genes), fill=model.config.mask_value)
 
 
+def readout_of(checkpoint: str | os.PathLike[str]):
+    """The readout saved beside a checkpoint (train dir, or its model/ subdir), or None."""
+    from bulkfm.model.readout import load_readout
+
+    path = Path(checkpoint)
+    for where in (path, path.parent):
+        r = load_readout(where)
+        if r is not None:
+            return r
+    return None
+
+
 @torch.no_grad()
 def iter_embeddings(model: torch.nn.Module, data: SubsetMatrix, rows: np.ndarray | None,
-                    batch_size: int, device: torch.device, progress: bool = True
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, torch.Tensor | None]]:
-    """Yield (row indices, sample embedding [B, d], AE latent [B, k] or None, hidden [B, G, d])."""
+                    batch_size: int, device: torch.device, progress: bool = True,
+                    readout=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                                    torch.Tensor | None, np.ndarray]]:
+    """Yield (row indices, sample embedding [B, N + d], AE latent [B, k] or None, hidden
+    [B, G, d], pooled hidden [B, d]). The sample embedding is [PCA of x | pooled hidden] when
+    ``readout`` has a PCA, else the pooled hidden alone."""
     rows = np.arange(data.shape[0]) if rows is None else rows
     for idx, x in tqdm(iter_row_batches(data, batch_size, rows), desc="embed", unit="batch",
                        total=-(-len(rows) // batch_size), disable=not progress):
         xt = torch.from_numpy(x).to(device)
         if model.kind == "autoencoder":
             z = model.encode(xt).float().cpu().numpy()
-            yield idx, z, z, None
+            yield idx, z, z, None, z
             continue
-        emb, hidden = model.embed(xt)
+        pooled, hidden = model.embed(xt)
+        pooled = pooled.cpu().numpy()
         z = model.ae.encode(xt).float().cpu().numpy() if model.ae is not None else None
-        yield idx, emb.cpu().numpy(), z, hidden
+        pca = readout.pca(x, model.config.mask_value) if readout is not None else None
+        emb = pooled if pca is None else np.concatenate([pca, pooled], axis=1)
+        yield idx, emb, z, hidden, pooled
 
 
 def embed_matrix(checkpoint: str | os.PathLike[str], matrix_path: str | os.PathLike[str],
@@ -61,6 +83,10 @@ def embed_matrix(checkpoint: str | os.PathLike[str], matrix_path: str | os.PathL
                  allow_missing: float = 0.0, progress: bool = True) -> Path:
     dev = pick_device(device)
     model = load(checkpoint, map_location=dev)
+    readout = readout_of(checkpoint) if model.kind != "autoencoder" else None
+    if readout is None and model.kind != "autoencoder":
+        log.warning("%s: no readout (trained before it existed, or blend fitting skipped): the "
+                    "sample embedding is the pooled hidden state alone", checkpoint)
     data = model_view(model, open_matrix(matrix_path), allow_missing)
     out = Path(out)
     gene_sum: torch.Tensor | None = None
@@ -68,10 +94,13 @@ def embed_matrix(checkpoint: str | os.PathLike[str], matrix_path: str | os.PathL
     with atomic_path(out) as tmp:
         tmp.mkdir()
         writer: pq.ParquetWriter | None = None
-        for idx, emb, z, hidden in iter_embeddings(model, data, None, batch_size, dev, progress):
+        for idx, emb, z, hidden, pooled in iter_embeddings(model, data, None, batch_size, dev,
+                                                           progress, readout):
             cols: dict[str, object] = {"sample_id": [data.samples[i] for i in idx]}
             if model.kind != "autoencoder":
-                cols.update({f"emb_{j}": emb[:, j] for j in range(emb.shape[1])})
+                n_pca = emb.shape[1] - pooled.shape[1]
+                cols.update({f"pca_{j}": emb[:, j] for j in range(n_pca)})
+                cols.update({f"emb_{j}": pooled[:, j] for j in range(pooled.shape[1])})
             if z is not None:
                 cols.update({f"ae_{j}": z[:, j] for j in range(z.shape[1])})
             table = pa.table(cols)

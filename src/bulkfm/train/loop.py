@@ -9,6 +9,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import signal
@@ -78,9 +79,12 @@ class StopFlag:
 
 # --------------------------------------------------------------------------- losses
 def ae_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
-            x_in: torch.Tensor) -> torch.Tensor:
+            x_in: torch.Tensor, mask_value: float = -10.0) -> torch.Tensor:
     recon, _ = module(x_in)  # denoising: reconstruct every gene from the masked input
-    return F.mse_loss(recon.float(), x)
+    present = x != mask_value  # genes the matrix lacks (--init) read as the mask value
+    if bool(present.all()):
+        return F.mse_loss(recon.float(), x)
+    return F.mse_loss(recon.float()[present], x[present])
 
 
 def masked_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
@@ -96,6 +100,7 @@ def masked_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor,
         pred = module(x_in, ae_input=x_in.masked_fill(extra, mask_value))
     else:
         pred = module(x_in)  # [B, G]
+    mask = mask & (x != mask_value)  # never score a gene the matrix lacks (--init)
     return F.mse_loss(pred[mask].float(), x[mask])
 
 
@@ -190,7 +195,11 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
               tcfg: TrainConfig, out: Path, d: Dist, genes: list[str], stop: StopFlag,
               metrics: MetricsLog, bf16: bool, frozen: nn.Module | None = None,
               progress: bool = True) -> nn.Module:
-    """Train ``stage.module`` for ``stage.cfg.steps`` steps (or resume / skip if done)."""
+    """Train ``stage.module`` for ``stage.cfg.steps`` steps (or resume / skip if done).
+
+    With validation samples and ``early_stopping_patience`` > 0, ``steps`` is a ceiling: the
+    stage stops when the validation loss has not improved for that many evaluations, and the
+    best-by-validation weights are the stage's result (logged: "chose step N")."""
     module = stage.module.to(d.device)
     final = out / stage.name
     if is_complete(final):
@@ -212,6 +221,16 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
         log.info("%s: resuming from %s (step %d of %d)", stage.name, latest, start,
                  stage.cfg.steps)
     metrics.truncate(stage.name, start)
+    # Best-by-validation weights (the ones saved as the stage's result) and early stopping:
+    # both read the validation split only. ``best/`` is a checkpoint beside the step ones, so
+    # a resumed run knows the best so far.
+    best_dir = root / "best"
+    best_val, best_step = math.inf, 0
+    if is_complete(best_dir):
+        meta = json.loads((best_dir / "config.json").read_text())
+        best_val, best_step = float(meta["val_loss"]), int(meta["step"])
+    patience = tcfg.early_stopping_patience * tcfg.eval_every  # steps without a better val
+    use_best = d.main and len(val_rows) > 0 and tcfg.early_stopping_patience > 0
 
     net: nn.Module = module
     if d.world > 1:
@@ -261,6 +280,10 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
                                       stage.model_cfg.mask_value)
                 if frozen is not None:
                     frozen.eval()
+                if use_best and val < best_val:
+                    best_val, best_step = val, done
+                    save_checkpoint(best_dir, module, stage.model_cfg, genes, kind=stage.kind,
+                                    meta={"stage": stage.name, "step": done, "val_loss": val})
         metrics.write(stage=stage.name, step=done, loss=f"{mean_loss:.6g}",
                       val_loss=f"{val:.6g}" if val != "" else "", lr=f"{lr:.4g}",
                       grad_norm=f"{grad_norm:.4g}",
@@ -269,6 +292,7 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
         bar.set_postfix(loss=f"{mean_loss:.4f}")
         bar.update(1)
         stopping = d.any(stop.signal is not None)
+        early = d.any(use_best and done - best_step >= patience)
         if done % tcfg.checkpoint_every == 0 or done == stage.cfg.steps or stopping:
             if d.main:
                 save_checkpoint(root / f"step-{done:08d}", module, stage.model_cfg, genes,
@@ -283,9 +307,24 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
             raise Preempted(f"stopped by signal at {stage.name} step {done}; checkpoint "
                             f"{root / f'step-{done:08d}'} written. Rerun the same command to "
                             "resume")
+        if early:
+            log.info("%s: early stop at step %d of %d: validation loss %.4g has not improved "
+                     "for %d steps (best at step %d)", stage.name, done, stage.cfg.steps,
+                     best_val, done - best_step, best_step)
+            break
     bar.close()
+    if use_best and is_complete(best_dir):
+        log.info("%s: chose step %d of at most %d (best validation loss %.4g; patience %d "
+                 "evaluations of %d steps)", stage.name, best_step, stage.cfg.steps, best_val,
+                 tcfg.early_stopping_patience, tcfg.eval_every)
+        verify(best_dir)
+        module.load_state_dict(load_file(str(best_dir / "weights.safetensors")))
     if d.main:
         save_checkpoint(final, module, stage.model_cfg, genes, kind=stage.kind,
-                        meta={"stage": stage.name, "step": stage.cfg.steps})
+                        meta={"stage": stage.name, "step": stage.cfg.steps,
+                              "best_step": best_step, "best_val_loss": best_val
+                              if math.isfinite(best_val) else None})
     d.barrier()
+    if d.world > 1 and not d.main:  # every rank continues with rank 0's chosen weights
+        module.load_state_dict(load_file(str(final / "weights.safetensors")))
     return module

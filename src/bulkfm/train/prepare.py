@@ -8,6 +8,10 @@ reads them back from there, so all processes train on the same genes and graph.
     DIR/genes.txt          model genes, in column order
     DIR/gene_stats.parquet gene, mean, std over the train split (gene-mean baseline)
     DIR/graph/edges.parquet  the PCC graph built here (when no --graph is given)
+    DIR/gene_map.tsv       (--init only) model gene -> matrix gene ("" = absent, fed as masked)
+
+With ``init`` (``--init PRETRAINED_DIR``) the genes, gene statistics and graph are the
+pretrained run's (bulkfm.train.init), not recomputed from the new matrix.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ log = logging.getLogger(__name__)
 # Keys whose change makes a resumed run a different experiment.
 _FINGERPRINT = ("model", "max_genes", "esm2", "graph", "graph_top_k", "graph_min_pcc",
                 "val_fraction", "test_fraction", "mask_fraction", "context_extra_mask", "seed",
-                "weight_decay", "warmup_steps", "grad_clip")
+                "weight_decay", "warmup_steps", "grad_clip", "joint_context", "init",
+                "gene_table")
 
 
 @dataclass
@@ -50,6 +55,7 @@ class Prepared:
     edge_index: torch.Tensor | None
     edge_weight: torch.Tensor | None
     use_esm2: bool
+    init: Any = None  # bulkfm.train.init.Pretrained when continuing from a pretrained model
 
 
 def _fingerprint(tcfg: TrainConfig, matrix_path: str,
@@ -115,6 +121,9 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
         raise DataError(f"{split_path}: {len(train_rows)} train sample(s); need at least 2")
 
     genes_path, stats_path = out / "genes.txt", out / "gene_stats.parquet"
+    if tcfg.init:
+        _prepare_init(out, matrix, matrix_path, tcfg, samples, splits)
+        return
     if not genes_path.exists() or not stats_path.exists():
         moments = gene_moments(matrix, train_rows, progress=progress)
         keep = select_genes(moments, tcfg.max_genes)
@@ -149,6 +158,40 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
         write_text_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
 
 
+def _prepare_init(out: Path, matrix: ExpressionMatrix, matrix_path: str, tcfg: TrainConfig,
+                  samples: list[str], splits: str | None) -> None:
+    """--init: genes, statistics and graph from the pretrained run; the matrix mapped to them."""
+    import shutil
+
+    from bulkfm.train.init import match_to_pretrained, open_pretrained, write_gene_map
+
+    pre = open_pretrained(tcfg.init)
+    if not (out / "gene_map.tsv").exists():
+        index = match_to_pretrained(pre, matrix.genes,
+                                    matrix_names=getattr(matrix, "gene_names", None),
+                                    gene_table=tcfg.gene_table, where=str(matrix_path))
+        shutil.copyfile(pre.path / "gene_stats.parquet", out / "gene_stats.parquet")
+        write_text_atomic(out / "genes.txt", "\n".join(pre.genes) + "\n")
+        write_gene_map(out / "gene_map.tsv", pre.genes, matrix.genes, index)
+    model_cfg = json.loads((pre.model_dir / "config.json").read_text())["model"]
+    graph = pre.graph
+    if graph is not None and not (out / "graph" / "edges.parquet").exists():
+        (out / "graph").mkdir(exist_ok=True)
+        shutil.copyfile(graph, out / "graph" / "edges.parquet")
+    if tcfg.model:
+        log.info("init: the architecture is the pretrained model's (%s); model keys of this "
+                 "config are not used", pre.model_dir)
+    if not (out / "config.json").exists():
+        record = {"train": tcfg.to_dict(), "fingerprint": _fingerprint(tcfg, matrix_path, splits),
+                  "matrix": str(matrix_path), "n_samples": len(samples),
+                  "n_genes": len(pre.genes), "init": str(pre.path),
+                  "resolved": {"use_esm2": bool(model_cfg.get("use_esm2")),
+                               "use_gcn": bool(model_cfg.get("use_gcn")),
+                               "graph": str(out / "graph" / "edges.parquet")
+                               if graph is not None else None}}
+        write_text_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
+
+
 def _build_graph(data: SubsetMatrix, train_rows: np.ndarray, tcfg: TrainConfig, path: Path,
                  progress: bool) -> None:
     from bulkfm.graph.io import write_edges
@@ -177,6 +220,20 @@ def load_prepared(out: Path, matrix_path: str, tcfg: TrainConfig) -> Prepared:
     samples = list(matrix.samples)
     split = read_split(out / "splits.tsv", samples)
     genes = [g for g in (out / "genes.txt").read_text().splitlines() if g]
+    if record.get("init"):
+        from bulkfm.train.init import open_pretrained, read_gene_map
+
+        pre = open_pretrained(record["init"])
+        mask_value = json.loads((pre.model_dir / "config.json").read_text())["model"].get(
+            "mask_value", -10.0)
+        data = SubsetMatrix(matrix, read_gene_map(out / "gene_map.tsv", matrix.genes), genes,
+                            fill=mask_value)
+        # Graph and ESM2 table come with the pretrained weights.
+        return Prepared(matrix=matrix, data=data, genes=genes, split=split,
+                        train_rows=split_rows(split, samples, "train"),
+                        val_rows=split_rows(split, samples, "val"), esm2=None,
+                        has_protein=None, edge_index=None, edge_weight=None,
+                        use_esm2=record["resolved"]["use_esm2"], init=pre)
     position = {g: i for i, g in enumerate(matrix.genes)}
     data = SubsetMatrix(matrix, np.array([position[g] for g in genes]), genes)
     names = getattr(matrix, "gene_names", None)
@@ -215,10 +272,10 @@ def clean(out: Path) -> None:
     """--no-resume: remove a previous run's outputs (only the files this stage writes)."""
     import shutil
 
-    for name in ("checkpoints", "ae", "model", "graph", "tensorboard"):
+    for name in ("checkpoints", "ae", "model", "graph", "tensorboard", "readout"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("config.json", "splits.tsv", "genes.txt", "gene_stats.parquet", "metrics.csv",
-                 "training_curves.png", "summary.json"):
+                 "training_curves.png", "summary.json", "gene_map.tsv"):
         p = out / name
         if p.exists():
             os.unlink(p)

@@ -15,6 +15,7 @@ import torch
 from bulkfm.common.atomic import write_text_atomic
 from bulkfm.model.autoencoder import Autoencoder
 from bulkfm.model.bulkformer import BulkFormer
+from bulkfm.model.config import ModelConfig
 from bulkfm.train import ddp
 from bulkfm.train.config import TrainConfig
 from bulkfm.train.loop import MetricsLog, Stage, StopFlag, ae_loss, masked_loss, run_stage
@@ -57,35 +58,29 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
         d.barrier()
         prep = load_prepared(out, matrix, tcfg)
         bf16 = _bf16(tcfg.bf16, d.device)
-        cfg = tcfg.model_config(len(prep.genes),
-                                int(prep.esm2.shape[1]) if prep.esm2 is not None else 0)
-        cfg.use_esm2 = prep.use_esm2
-        if prep.edge_index is None:
-            cfg.use_gcn = False
-        stats = pd.read_parquet(out / "gene_stats.parquet")
-        gmean = torch.tensor(stats["mean"].to_numpy(np.float32))
-        gstd = torch.tensor(stats["std"].to_numpy(np.float32))
         metrics = MetricsLog(out / "metrics.csv", enabled=d.main)
         t0 = time.perf_counter()
         torch.manual_seed(tcfg.seed)  # parameter init
+        ae, model, cfg = _modules(prep, tcfg, out)
         with StopFlag() as stop:
-            ae = Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout, gmean, gstd,
-                             cfg.mask_value)
-            ae = run_stage(Stage("ae", "autoencoder", ae, cfg, tcfg.ae, ae_loss), prep.data,
+            ae = run_stage(Stage("ae", "autoencoder", ae, cfg, tcfg.ae,
+                                 partial(ae_loss, mask_value=cfg.mask_value)), prep.data,
                            prep.train_rows, prep.val_rows, tcfg, out, d, prep.genes, stop,
                            metrics, bf16, progress=progress)
-            torch.manual_seed(tcfg.seed + 1)
-            model = BulkFormer(cfg, esm2=prep.esm2, has_protein=prep.has_protein,
-                               edge_index=prep.edge_index, edge_weight=prep.edge_weight,
-                               gene_mean=gmean, gene_std=gstd)
             if model.ae is not None:
                 model.ae.load_state_dict(ae.state_dict())
-                model.ae.requires_grad_(False)  # stage 1's context, frozen in stage 2
+                # stage 1's context, frozen in stage 2 unless trained jointly (BulkFormer)
+                model.ae.requires_grad_(tcfg.joint_context)
             loss = partial(masked_loss, context_extra=tcfg.context_extra_mask,
                            mask_value=cfg.mask_value)
-            run_stage(Stage("model", "bulkformer", model, cfg, tcfg.transformer, loss),
-                      prep.data, prep.train_rows, prep.val_rows, tcfg, out, d, prep.genes, stop,
-                      metrics, bf16, frozen=model.ae, progress=progress)
+            model = run_stage(Stage("model", "bulkformer", model, cfg, tcfg.transformer, loss),
+                              prep.data, prep.train_rows, prep.val_rows, tcfg, out, d,
+                              prep.genes, stop, metrics, bf16,
+                              frozen=None if tcfg.joint_context else model.ae,
+                              progress=progress)
+        readout_report = None
+        if d.main:
+            readout_report = _fit_readout(model, prep, tcfg, out, d.device)
         if d.main:
             plot_training_curves(out / "metrics.csv", out / "training_curves.png")
             summary = {"out": str(out), "genes": len(prep.genes),
@@ -93,9 +88,58 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
                        "device": str(d.device), "world_size": d.world, "bf16": bf16,
                        "use_esm2": cfg.use_esm2, "use_gcn": cfg.use_gcn,
                        "use_ae_context": cfg.use_ae_context,
+                       "init": str(prep.init.path) if prep.init is not None else None,
+                       "readout": readout_report,
                        "seconds_this_run": round(time.perf_counter() - t0, 2)}
             write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         d.barrier()
         return out
     finally:
         ddp.teardown()
+
+
+def _modules(prep, tcfg: TrainConfig, out: Path) -> tuple[torch.nn.Module, BulkFormer, ModelConfig]:
+    """(autoencoder, BulkFormer, its config): fresh, or the pretrained ones (``init``)."""
+    if prep.init is not None:
+        from bulkfm.model.checkpoint import load
+
+        ae = load(prep.init.ae_dir).train()
+        model = load(prep.init.model_dir).train()
+        log.info("init: continuing from %s (architecture, gene statistics, graph and weights "
+                 "kept)", prep.init.path)
+        return ae, model, model.config
+    cfg = tcfg.model_config(len(prep.genes),
+                            int(prep.esm2.shape[1]) if prep.esm2 is not None else 0)
+    cfg.use_esm2 = prep.use_esm2
+    if prep.edge_index is None:
+        cfg.use_gcn = False
+    stats = pd.read_parquet(out / "gene_stats.parquet")
+    gmean = torch.tensor(stats["mean"].to_numpy(np.float32))
+    gstd = torch.tensor(stats["std"].to_numpy(np.float32))
+    ae = Autoencoder(cfg.n_genes, cfg.ae_hidden, cfg.ae_latent, cfg.dropout, gmean, gstd,
+                     cfg.mask_value)
+    torch.manual_seed(tcfg.seed + 1)
+    model = BulkFormer(cfg, esm2=prep.esm2, has_protein=prep.has_protein,
+                       edge_index=prep.edge_index, edge_weight=prep.edge_weight,
+                       gene_mean=gmean, gene_std=gstd)
+    return ae, model, cfg
+
+
+def _fit_readout(model: torch.nn.Module, prep, tcfg: TrainConfig, out: Path,
+                 device: torch.device) -> dict | None:
+    """Fit (or reuse) DIR/readout: blend weights on the validation split, kNN reference and
+    PCA from the training split (bulkfm.model.readout)."""
+    from bulkfm.model.readout import fit_readout, load_readout
+
+    existing = load_readout(out, len(prep.genes))
+    if existing is not None:
+        log.info("readout: %s exists; reused", out / "readout")
+        return existing.report
+    model.eval()
+    readout = fit_readout(model, prep.data, prep.train_rows, prep.val_rows,
+                          mask_fraction=tcfg.mask_fraction, knn_k=tcfg.knn_k,
+                          max_reference=tcfg.max_reference, embed_pca=tcfg.embed_pca,
+                          blend=tcfg.blend, seed=tcfg.seed,
+                          batch_size=tcfg.transformer.batch_size, device=device)
+    readout.save(out / "readout")
+    return {"mode": readout.mode, **readout.report}
