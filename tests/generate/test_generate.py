@@ -190,7 +190,7 @@ def test_metadata_formats(tmp_path):
     vocab = Vocabulary.fit(table.drop(index="s2"), labels)
     assert vocab.resolve("tissue", "Liver", "q") == "UBERON:0002107"
     with pytest.raises(ConditionError, match=r"UBERON:0002108.*nearest known values: "
-                                             r"UBERON:0002107 \(liver\)"):
+                                             r"UBERON:0002107 \(liver, 3 ontology steps\)"):
         vocab.resolve("tissue", "UBERON:0002108", "q row 2")
     with pytest.raises(ConditionError, match="not a number"):
         vocab.resolve("age_years", "fifty", "q row 2")
@@ -203,3 +203,20 @@ def test_metadata_formats(tmp_path):
                                                                              index=False)
     with pytest.raises(ConditionError, match="'a' appears twice"):
         read_metadata(t)
+
+
+def test_unseen_value_lists_ontology_neighbours():
+    # Diseases by MONDO ID, by label, and a name the ontology does not know (name fallback).
+    ids = {"MONDO:0005015": "diabetes mellitus", "MONDO:0005575": "colorectal cancer",
+           "MONDO:0007254": "breast cancer"}
+    table = pd.DataFrame({"sample_id": ["a", "b", "c"], "disease": list(ids)}).set_index(
+        "sample_id")
+    vocab = Vocabulary.fit(table, {"disease": ids})
+    order = r"MONDO:0007254 \(breast cancer, 2 ontology steps\), MONDO:0005575 \(colorectal"
+    for query in ("MONDO:0006256", "invasive breast carcinoma"):  # ID and label of one term
+        with pytest.raises(ConditionError, match=rf"never seen in training; nearest known "
+                                                 rf"values: {order}"):
+            vocab.resolve("disease", query, "q row 2")
+    with pytest.raises(ConditionError, match=r"nearest known values: MONDO:0007254 "
+                                             r"\(breast cancer\)"):
+        vocab.resolve("disease", "brest cancer", "q row 2")
