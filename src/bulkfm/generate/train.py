@@ -339,8 +339,9 @@ def fit_priors(model: Generator, data: ExpressionMatrix, rows: np.ndarray,
         for g in model.active:
             mus[g].append(post[g][0].numpy())
             lvs[g].append(post[g][1].numpy())
-    model.fit_aggregate_priors({g: np.concatenate(v) for g, v in mus.items()},
-                               {g: np.concatenate(v) for g, v in lvs.items()}, codes)
+    mu_all = {g: np.concatenate(v) for g, v in mus.items()}
+    lv_all = {g: np.concatenate(v) for g, v in lvs.items()}
+    model.fit_aggregate_priors(mu_all, lv_all, codes)
     # Second pass: standardized sums per full condition (calibration) and per field value
     # (counterfactual gate), streamed.
     keys = [model.full_key(codes, i) for i in range(len(rows))]
@@ -367,7 +368,9 @@ def fit_priors(model: Generator, data: ExpressionMatrix, rows: np.ndarray,
                 q_[c] += row ** 2
                 n_[c] += 1
         start += len(xs)
-    model.fit_calibration(sums, counts, first)
+    model.fit_calibration(sums, counts, first, keys,
+                          np.concatenate([mu_all[g] for g in model.active], 1),
+                          np.concatenate([lv_all[g] for g in model.active], 1))
     model.fit_field_effects({f: v[0] for f, v in fx.items()}, {f: v[1] for f, v in fx.items()},
                             {f: v[2] for f, v in fx.items()})
 
@@ -388,7 +391,7 @@ def load_generator(path: str | os.PathLike[str]) -> Generator:
         setattr(model, f"agg_mu_{g}", state[f"agg_mu_{g}"])
         for name in ("agg_chol", "agg_lin", "agg_pool"):
             setattr(model, f"{name}_{g}", state[f"{name}_{g}"])
-    for name in ("cal_bias", "cal_n"):
+    for name in ("cal_bias", "cal_n", "post_mu", "post_lv", "post_key"):
         setattr(model, name, state[name])
     model.load_state_dict(state, strict=True)
     model.agg_keys = {g: list(v) for g, v in meta.get("agg_keys", {}).items()}
