@@ -7,9 +7,8 @@ to every profile, the assumption batch correction makes, so changing the study m
 biological term. Interactions inside a group (disease x sample type) live in that group's
 network and prior. The residual is Gaussian per gene (what the latents do not explain),
 sampled only when profiles are generated. Its log scale is a per-gene constant plus one
-linear head per part (``noise_heads``): measured on TCGA under two processings, one scale per
-gene made RSEM profiles too noisy in some principal components and count-based ones too
-smooth in others; the technical part's head gives each processing its own noise.
+linear head per part when ``noise_heads`` is set (off by default: on a validation split of
+TCGA under two processings it raised real-vs-generated AUC, 0.85 vs 0.80).
 """
 
 from __future__ import annotations
