@@ -129,7 +129,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="training seed (also the hold-out draw)")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    cfg = {"seed": args.seed, "steps": args.steps, "max_genes": args.genes, "checkpoint_every": 500,
+    cfg = {"seed": args.seed, "steps": args.steps, "max_genes": args.genes,
+           "checkpoint_every": 500,
            "model": {"encoder_hidden": [256, 128], "decoder_hidden": 128}}
     rows = []
     for name in args.runs:
@@ -150,10 +151,12 @@ def main() -> None:
                   if c not in ("sample_id", "participant", "study")]
         first = pd.read_csv(meta, sep="\t").iloc[[0]][fields]
         first.to_csv(q, sep="\t", index=False)
+        gen_out = args.workdir / f"{name}_s{args.seed}_gen.parquet"
         t_gen, _ = run(["bulkfm", "generate", str(out), "--query", str(q), "--n",
-                        str(args.n_generate), "-o", str(args.workdir / f"{name}_s{args.seed}_gen.parquet")])
+                        str(args.n_generate), "-o", str(gen_out)])
         rss_all = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        (args.workdir / f"{name}_s{args.seed}_metrics.json").write_text(json.dumps(result, indent=2))
+        metrics = args.workdir / f"{name}_s{args.seed}_metrics.json"
+        metrics.write_text(json.dumps(result, indent=2))
         rows.append((name, result, t_train, sps, t_eval, t_gen, rss_train, rss_all))
         print(f"## {name}\n\n```json\n{json.dumps(result)}\n```\n", flush=True)
 

@@ -36,7 +36,9 @@ def test_evaluate_seen_change_r_and_contract(tcga_model, tcga_cut, capsys):
     assert set(seen) >= {"generator_r", "train_mean_r", "generator_r_top50", "train_mean_r_top50"}
     # The change from the grand mean is reproduced on held-out participants' conditions.
     assert seen["generator_r"] > 0.85
-    assert seen["generator_r"] > seen["train_mean_r"] - 0.05
+    # Calibrated seen-condition means: close to the training mean of the condition.
+    assert seen["generator_r"] > seen["train_mean_r"] - 0.02
+    assert seen["generator_r_top50"] > seen["train_mean_r_top50"] - 0.05
     # CHOL normal (or STAD normal) is held out as a combination never seen together.
     assert r["unseen"] is not None and set(r["unseen"]) >= {"additive_r", "additive_r_top50"}
     assert r["unseen"]["generator_r"] > 0.3
@@ -88,6 +90,10 @@ def test_counterfactual_sex_swap_moves_xist(pickrell_model, pickrell_cut, tmp_pa
     delta = (females[genes].to_numpy() - real).mean(0)
     assert delta[xist] < -1.0 and delta[rps4y1] > 0.3
     assert np.argsort(-np.abs(delta))[:3].tolist().count(xist) == 1  # XIST among the top 3
+    # Few others: only genes whose training sex difference passes the gate move at all
+    # (real male - female means differ by > 0.5 in about 30 of Pickrell's genes).
+    moved = np.abs(delta) > 0.5
+    assert moved[xist] and moved.sum() <= 40, int(moved.sum())
     # Males set to male keep their profile (nothing moves).
     males = cf[cf["sex_from"] == "male"]
     mreal = data.rows([pos[s] for s in males["sample_id"]])
