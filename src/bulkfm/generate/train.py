@@ -387,6 +387,12 @@ def load_generator(path: str | os.PathLike[str]) -> Generator:
     cfg = GeneratorConfig.from_dict(meta["model"])
     model = Generator(cfg, Vocabulary.from_dict(meta["vocab"]))
     state = load_file(str(ckpt / "weights.safetensors"))
+    missing = [k for k in ("cal_bias", "post_mu", *(f"fx_mean_{f}" for f in model.fx_fields))
+               if k not in state]
+    if missing:
+        raise CheckpointError(f"{ckpt}: written by an older bulkfm (no {', '.join(missing[:3])}: "
+                              "the calibration, sampler and counterfactual tables); train it "
+                              "again with `bulkfm train-generator --no-resume`")
     for g in PARTS:  # aggregate-prior tables are sized by the data
         setattr(model, f"agg_mu_{g}", state[f"agg_mu_{g}"])
         for name in ("agg_chol", "agg_lin", "agg_pool"):
