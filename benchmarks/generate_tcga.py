@@ -126,21 +126,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2500)
     ap.add_argument("--genes", type=int, default=1000)
     ap.add_argument("--n-generate", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (also the hold-out draw)")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    cfg = {"steps": args.steps, "max_genes": args.genes, "checkpoint_every": 500,
+    cfg = {"seed": args.seed, "steps": args.steps, "max_genes": args.genes,
+           "checkpoint_every": 500,
            "model": {"encoder_hidden": [256, 128], "decoder_hidden": 128}}
     rows = []
     for name in args.runs:
         matrix, meta = {"tcga": tcga, "pickrell": pickrell,
                         "two_studies": two_studies}[name](args.data, args.workdir)
-        out = args.workdir / f"{name}_run"
+        out = args.workdir / f"{name}_s{args.seed}_run"
         t_train, _ = run(["bulkfm", "train-generator", "--matrix", str(matrix), "--metadata",
                           str(meta), "--out", str(out), "--config-json", json.dumps(cfg),
                           "--no-progress"])
         rss_train = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         t_eval, stdout = run(["bulkfm", "evaluate-generator", str(out), "--matrix", str(matrix),
-                              "--metadata", str(meta)])
+                              "--metadata", str(meta), "--seed", str(args.seed)])
         result = json.loads(stdout.strip().splitlines()[-1])
         sps = pd.read_csv(out / "metrics.csv")["samples_per_s"].iloc[-1]
         # Generation speed: N profiles of the first held-out condition.
@@ -149,10 +151,12 @@ def main() -> None:
                   if c not in ("sample_id", "participant", "study")]
         first = pd.read_csv(meta, sep="\t").iloc[[0]][fields]
         first.to_csv(q, sep="\t", index=False)
+        gen_out = args.workdir / f"{name}_s{args.seed}_gen.parquet"
         t_gen, _ = run(["bulkfm", "generate", str(out), "--query", str(q), "--n",
-                        str(args.n_generate), "-o", str(args.workdir / f"{name}_gen.parquet")])
+                        str(args.n_generate), "-o", str(gen_out)])
         rss_all = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        (args.workdir / f"{name}_metrics.json").write_text(json.dumps(result, indent=2))
+        metrics = args.workdir / f"{name}_s{args.seed}_metrics.json"
+        metrics.write_text(json.dumps(result, indent=2))
         rows.append((name, result, t_train, sps, t_eval, t_gen, rss_train, rss_all))
         print(f"## {name}\n\n```json\n{json.dumps(result)}\n```\n", flush=True)
 

@@ -36,7 +36,9 @@ def test_evaluate_seen_change_r_and_contract(tcga_model, tcga_cut, capsys):
     assert set(seen) >= {"generator_r", "train_mean_r", "generator_r_top50", "train_mean_r_top50"}
     # The change from the grand mean is reproduced on held-out participants' conditions.
     assert seen["generator_r"] > 0.85
-    assert seen["generator_r"] > seen["train_mean_r"] - 0.05
+    # Calibrated seen-condition means: close to the training mean of the condition.
+    assert seen["generator_r"] > seen["train_mean_r"] - 0.02
+    assert seen["generator_r_top50"] > seen["train_mean_r_top50"] - 0.05
     # CHOL normal (or STAD normal) is held out as a combination never seen together.
     assert r["unseen"] is not None and set(r["unseen"]) >= {"additive_r", "additive_r_top50"}
     assert r["unseen"]["generator_r"] > 0.3
@@ -88,6 +90,10 @@ def test_counterfactual_sex_swap_moves_xist(pickrell_model, pickrell_cut, tmp_pa
     delta = (females[genes].to_numpy() - real).mean(0)
     assert delta[xist] < -1.0 and delta[rps4y1] > 0.3
     assert np.argsort(-np.abs(delta))[:3].tolist().count(xist) == 1  # XIST among the top 3
+    # Few others: only genes whose training sex difference passes the gate move at all
+    # (real male - female means differ by > 0.5 in about 30 of Pickrell's genes).
+    moved = np.abs(delta) > 0.5
+    assert moved[xist] and moved.sum() <= 40, int(moved.sum())
     # Males set to male keep their profile (nothing moves).
     males = cf[cf["sex_from"] == "male"]
     mreal = data.rows([pos[s] for s in males["sample_id"]])
@@ -190,7 +196,7 @@ def test_metadata_formats(tmp_path):
     vocab = Vocabulary.fit(table.drop(index="s2"), labels)
     assert vocab.resolve("tissue", "Liver", "q") == "UBERON:0002107"
     with pytest.raises(ConditionError, match=r"UBERON:0002108.*nearest known values: "
-                                             r"UBERON:0002107 \(liver\)"):
+                                             r"UBERON:0002107 \(liver, 3 ontology steps\)"):
         vocab.resolve("tissue", "UBERON:0002108", "q row 2")
     with pytest.raises(ConditionError, match="not a number"):
         vocab.resolve("age_years", "fifty", "q row 2")
@@ -203,3 +209,20 @@ def test_metadata_formats(tmp_path):
                                                                              index=False)
     with pytest.raises(ConditionError, match="'a' appears twice"):
         read_metadata(t)
+
+
+def test_unseen_value_lists_ontology_neighbours():
+    # Diseases by MONDO ID, by label, and a name the ontology does not know (name fallback).
+    ids = {"MONDO:0005015": "diabetes mellitus", "MONDO:0005575": "colorectal cancer",
+           "MONDO:0007254": "breast cancer"}
+    table = pd.DataFrame({"sample_id": ["a", "b", "c"], "disease": list(ids)}).set_index(
+        "sample_id")
+    vocab = Vocabulary.fit(table, {"disease": ids})
+    order = r"MONDO:0007254 \(breast cancer, 2 ontology steps\), MONDO:0005575 \(colorectal"
+    for query in ("MONDO:0006256", "invasive breast carcinoma"):  # ID and label of one term
+        with pytest.raises(ConditionError, match=rf"never seen in training; nearest known "
+                                                 rf"values: {order}"):
+            vocab.resolve("disease", query, "q row 2")
+    with pytest.raises(ConditionError, match=r"nearest known values: MONDO:0007254 "
+                                             r"\(breast cancer\)"):
+        vocab.resolve("disease", "brest cancer", "q row 2")

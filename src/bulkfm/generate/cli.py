@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--matrix", required=True)
     e.add_argument("--metadata", required=True)
     e.add_argument("-o", "--output", help="report directory (default MODEL/evaluate)")
-    e.add_argument("--gen-per-sample", type=int, default=5)
+    e.add_argument("--gen-per-sample", type=int, default=20)
     e.add_argument("--min-samples", type=int, default=3, help="real samples per condition")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = default)")

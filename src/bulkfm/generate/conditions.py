@@ -59,20 +59,69 @@ def _blank(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip().lower() in _BLANK
 
 
+def ontology_neighbours(value: str, known: list[str], labels: dict[str, str], n: int = 5
+                        ) -> list[tuple[str, int]]:
+    """Known values nearest to ``value`` in its ontology (an ID, or a label the ontology
+    knows): (known ID, path length through the closest common ancestor), closest first.
+    Uses the snapshots that ``cellxgene-ontology-guide`` ships (as bulkfm.metadata does);
+    empty when the value is not an ontology term or the package is missing."""
+    try:
+        from cellxgene_ontology_guide.ontology_parser import OntologyParser
+    except ImportError:
+        return []
+    parser = OntologyParser()
+    prefixes = sorted({k.split(":", 1)[0] for k in known if ":" in k})
+    term = None
+    try:
+        if ":" in value and parser.is_valid_term_id(value):
+            term = value
+        else:
+            for prefix in prefixes:
+                term = parser.get_term_id_by_label(value, prefix)
+                if term is None and value.lower() != value:
+                    term = parser.get_term_id_by_label(value.lower(), prefix)
+                if term:
+                    break
+    except (KeyError, ValueError):  # an ontology the snapshots do not ship
+        term = None
+    if term is None:
+        return []
+    prefix = term.split(":", 1)[0]
+    out = []
+    for k in known:
+        if not k.startswith(prefix + ":"):
+            continue
+        try:
+            d = parser.get_distance_between_terms(term, k)
+        except (KeyError, ValueError):  # obsolete or foreign ID in the vocabulary
+            continue
+        if d >= 0:
+            out.append((k, int(d)))
+    return sorted(out, key=lambda kd: (kd[1], kd[0]))[:n]
+
+
 def nearest(value: str, known: list[str], labels: dict[str, str], n: int = 5) -> list[str]:
-    """Nearest known values by name (IDs and their labels), closest first."""
+    """Nearest known values: ontology neighbours first (fewest steps through a common
+    ancestor), then by name (IDs and their labels)."""
+    def shown(k: str, steps: int | None = None) -> str:
+        lab = f"{labels[k]}, " if k in labels and labels[k] != k else ""
+        if steps is not None:
+            return f"{k} ({lab}{steps} ontology step{'s' if steps != 1 else ''})"
+        return f"{k} ({lab[:-2]})" if lab else k
+
+    out = [shown(k, d) for k, d in ontology_neighbours(value, known, labels, n)]
+    taken = {o.split(" ", 1)[0] for o in out}
     names = {k: k for k in known}
     names.update({lab.lower(): k for k, lab in labels.items() if k in known})
     hits = difflib.get_close_matches(value.lower(), list(names), n=n * 2, cutoff=0.0)
     if ":" in value:  # same ontology first (UBERON:... -> UBERON terms)
         prefix = value.split(":", 1)[0].upper()
         hits.sort(key=lambda h: not names[h].upper().startswith(prefix + ":"))
-    out: list[str] = []
     for h in hits:
         k = names[h]
-        shown = f"{k} ({labels[k]})" if k in labels and labels[k] != k else k
-        if shown not in out:
-            out.append(shown)
+        if k not in taken:
+            taken.add(k)
+            out.append(shown(k))
     return out[:n]
 
 

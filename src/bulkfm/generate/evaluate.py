@@ -123,7 +123,7 @@ def _mean_or_none(v: list[float]) -> float | None:
 
 def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str],
                        metadata_path: str | os.PathLike[str], *, out: str | None = None,
-                       gen_per_sample: int = 5, min_samples: int = 3, max_reference: int = 2000,
+                       gen_per_sample: int = 20, min_samples: int = 3, max_reference: int = 2000,
                        max_samples: int = 2000, seed: int = 0, batch: int = 256,
                        plots: bool = True) -> dict[str, Any]:
     model_dir = Path(model_dir)

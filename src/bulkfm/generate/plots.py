@@ -1,9 +1,10 @@
-"""Report figures: real vs generated in 2-D (UMAP when umap-learn is installed, else t-SNE),
-and per-condition scatter of the real change against the generated and baseline change."""
+"""Report figures: UMAP of real vs generated profiles, and per-condition scatter of the real
+change against the generated and baseline change."""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def _embed2d(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    try:
-        import umap  # optional: numba is heavy, so not a dependency
+    import umap  # umap-learn (numba): imported here, so only a report pays its start-up
 
-        return umap.UMAP(random_state=seed).fit_transform(x), "UMAP"
-    except ImportError:
-        from sklearn.manifold import TSNE
-
-        perp = float(max(2, min(30, (len(x) - 1) // 3)))
-        return TSNE(2, perplexity=perp, random_state=seed, init="pca").fit_transform(x), "t-SNE"
+    k = int(max(2, min(15, len(x) - 1)))
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state": seeded on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        return umap.UMAP(n_neighbors=k, random_state=seed, n_jobs=1).fit_transform(x), "UMAP"
 
 
 def plot_embedding(p_real: np.ndarray, p_fake: np.ndarray, keys: np.ndarray, png: Path,

@@ -317,7 +317,8 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
     model.eval()
     fit_priors(model, data, train_rows, codes, bs)
     path = save_checkpoint(out / "model", model, mcfg, genes, kind=KIND,
-                           meta={**meta_json, "agg_keys": model.agg_keys})
+                           meta={**meta_json, "agg_keys": model.agg_keys,
+                                 "cal_keys": model.cal_keys})
     log.info("generator written to %s (%d genes, %d training samples)", path, len(genes), n)
     return path
 
@@ -338,8 +339,40 @@ def fit_priors(model: Generator, data: ExpressionMatrix, rows: np.ndarray,
         for g in model.active:
             mus[g].append(post[g][0].numpy())
             lvs[g].append(post[g][1].numpy())
-    model.fit_aggregate_priors({g: np.concatenate(v) for g, v in mus.items()},
-                               {g: np.concatenate(v) for g, v in lvs.items()}, codes)
+    mu_all = {g: np.concatenate(v) for g, v in mus.items()}
+    lv_all = {g: np.concatenate(v) for g, v in lvs.items()}
+    model.fit_aggregate_priors(mu_all, lv_all, codes)
+    # Second pass: standardized sums per full condition (calibration) and per field value
+    # (counterfactual gate), streamed.
+    keys = [model.full_key(codes, i) for i in range(len(rows))]
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    first: dict[str, dict[str, torch.Tensor]] = {}
+    g = model.cfg.n_genes
+    fx = {f: (np.zeros((model.vocab.size(f), g)), np.zeros((model.vocab.size(f), g)),
+              np.zeros(model.vocab.size(f))) for f in model.fx_fields}
+    start = 0
+    for _, x in iter_row_batches(data, batch, rows):
+        xs = model.scaler(torch.from_numpy(x)).double().numpy()  # [b, G]
+        for j, row in enumerate(xs):
+            i = start + j
+            k = keys[i]
+            if k not in sums:
+                sums[k], counts[k] = np.zeros(g), 0
+                first[k] = {f: v[i:i + 1] for f, v in codes.items()}
+            sums[k] += row
+            counts[k] += 1
+            for f, (s_, q_, n_) in fx.items():
+                c = int(codes[f][i])
+                s_[c] += row
+                q_[c] += row ** 2
+                n_[c] += 1
+        start += len(xs)
+    model.fit_calibration(sums, counts, first, keys,
+                          np.concatenate([mu_all[g] for g in model.active], 1),
+                          np.concatenate([lv_all[g] for g in model.active], 1))
+    model.fit_field_effects({f: v[0] for f, v in fx.items()}, {f: v[1] for f, v in fx.items()},
+                            {f: v[2] for f, v in fx.items()})
 
 
 def load_generator(path: str | os.PathLike[str]) -> Generator:
@@ -354,12 +387,21 @@ def load_generator(path: str | os.PathLike[str]) -> Generator:
     cfg = GeneratorConfig.from_dict(meta["model"])
     model = Generator(cfg, Vocabulary.from_dict(meta["vocab"]))
     state = load_file(str(ckpt / "weights.safetensors"))
+    missing = [k for k in ("cal_bias", "post_mu", *(f"fx_mean_{f}" for f in model.fx_fields))
+               if k not in state]
+    if missing:
+        raise CheckpointError(f"{ckpt}: written by an older bulkfm (no {', '.join(missing[:3])}: "
+                              "the calibration, sampler and counterfactual tables); train it "
+                              "again with `bulkfm train-generator --no-resume`")
     for g in PARTS:  # aggregate-prior tables are sized by the data
         setattr(model, f"agg_mu_{g}", state[f"agg_mu_{g}"])
         for name in ("agg_chol", "agg_lin", "agg_pool"):
             setattr(model, f"{name}_{g}", state[f"{name}_{g}"])
+    for name in ("cal_bias", "cal_n", "post_mu", "post_lv", "post_key"):
+        setattr(model, name, state[name])
     model.load_state_dict(state, strict=True)
     model.agg_keys = {g: list(v) for g, v in meta.get("agg_keys", {}).items()}
+    model.cal_keys = list(meta.get("cal_keys", []))
     model.genes = read_genes(ckpt)  # type: ignore[assignment]
     model.train_config = meta.get("train", {})  # type: ignore[assignment]
     return model.eval()
