@@ -32,7 +32,7 @@ from bulkfm.evaluate.metrics import pearson
 from bulkfm.generate.conditions import (NUMERIC, UNKNOWN, ConditionError, attach_study,
                                         check_samples,
                                         condition_fields, condition_key, group_of, read_metadata)
-from bulkfm.generate.model import PARTS, Generator
+from bulkfm.generate.model import Generator
 from bulkfm.generate.query import model_view
 from bulkfm.generate.train import load_generator
 from bulkfm.matrix.store import iter_row_batches

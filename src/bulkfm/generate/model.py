@@ -64,8 +64,9 @@ class GeneratorConfig:
     n_genes: int = 0
     latent: dict[str, int] = field(default_factory=lambda: {"bio": 16, "pert": 4, "tech": 8})
     embed_dim: int = 32
-    encoder_hidden: list[int] = field(default_factory=lambda: [512, 256])
-    decoder_hidden: int = 256
+    # The widths benchmarks/results/generate.md measured (benchmarks/generate_tcga.py).
+    encoder_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    decoder_hidden: int = 128
     dropout: float = 0.1
     input_dropout: float = 0.0
     cond_dropout: float = 0.15
