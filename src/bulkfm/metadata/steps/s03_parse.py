@@ -7,17 +7,8 @@ import re
 
 from bulkfm.metadata.confidence import CONF
 from bulkfm.metadata.records import Candidate, Candidates, KeyedValue, Pieces
-from bulkfm.metadata.rules import (
-    explicit_sample_type,
-    gene_symbol,
-    parse_age,
-    parse_dose,
-    parse_sex,
-    parse_time,
-    perturbation_type,
-    sex_in_text,
-    sra_term,
-)
+from bulkfm.metadata.rules import explicit_sample_type, gene_symbol, parse_age, parse_dose, parse_sex
+from bulkfm.metadata.rules import parse_time, perturbation_type, sex_in_text, sra_term
 from bulkfm.metadata.steps import TECHNICAL, Tools
 
 AGE_TEXT = re.compile(r"(?:\bage[d]?\s*[:=]?\s*(\d+(?:\.\d+)?)(?:\s*(years?|yrs?|y|months?|mo|weeks?|wk|days?))?)|"
