@@ -19,7 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "text -> one validated ontology record per sample, cheapest method first.",
     )
     sub = p.add_subparsers(dest="metadata_command", metavar="SUBCOMMAND", required=True)
+    _add_harmonize(sub)
+    _add_evaluate(sub)
+    _add_impute_sex(sub)
+    _add_bias(sub)
+    _add_index(sub)
 
+
+def _add_harmonize(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser(
         "harmonize",
         help="raw attributes/text -> harmonized.parquet (+ wide TSV, review queue, LLM report)",
@@ -39,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     h.add_argument("--threads", type=int, help="CPU threads for the embedding model")
     h.set_defaults(func=_harmonize)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "evaluate",
         help="score harmonization on labelled sets (MetaSRA JSONL, txt2onto JSONL)",
@@ -59,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the same on the studies that no bundled lexicon/table entry acts on")
     e.set_defaults(func=_evaluate)
 
+
+def _add_impute_sex(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "impute-sex",
         help="predict sex from XIST + chrY expression; agreement with labels, conflicts flagged",
@@ -78,6 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                     "expression where it is empty (method 'imputed'); labels are never overwritten")
     s.set_defaults(func=_impute_sex)
 
+
+def _add_bias(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bias",
         help="counts, plots and missing shares by tissue, disease, sex, sample type, perturbation, study",
@@ -90,6 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--summary", required=True, help="summary TSV")
     b.set_defaults(func=_bias)
 
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("index", help="build (or load) the cached ontology index and print its size",
                        description="Builds the ontology term index once into the cache directory "
                                    "($BULKFM_CACHE or ~/.cache/bulkfm); optionally embeds term labels.")

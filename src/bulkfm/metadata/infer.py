@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 
 EPITHELIAL_CELL, EPITHELIUM = "CL:0000066", "UBERON:0000483"
 SKELETAL_MUSCLE_ORGAN, SKELETAL_MUSCLE_TISSUE = "UBERON:0014892", "UBERON:0001134"
-# Confidence of an inferred answer relative to the evidence it rests on (and a ceiling): below
-# the default review threshold (0.6), so every inferred value is offered to a curator.
-INFERRED_CEILING = 0.55
+# The confidence of an inferred answer (a share of the evidence it rests on, under a ceiling
+# below review) is confidence.CONF.inferred.
 
 
 def _resolve_label(index: TermIndex, label: str, ontology: str) -> str | None:

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bulkfm.common.atomic import atomic_path
-from bulkfm.metadata.pipeline import TECHNICAL, RawRecord
+from bulkfm.metadata.records import RawRecord
+from bulkfm.metadata.steps import TECHNICAL
 from bulkfm.metadata.schema import COLUMNS, FIELDS, FieldValue
 
 SRA_COLUMNS = (*TECHNICAL, "instrument_model", "title", "description", "organism", "library_source", "study", "bioproject")

@@ -154,23 +154,46 @@ class CellLineRecords:
         if efo is None and depth == 0 and line not in self.diseases:
             parent = self.parent(line)
             if parent:
-                base = self._memo.get(parent) or self._build(parent, depth + 1)
-                self._memo.setdefault(parent, base)
-                rec.efo, rec.sex, rec.disease, rec.tissue, rec.cell_type = (
-                    base.efo, base.sex, base.disease, base.tissue, base.cell_type)
-                rec.basis = {k: f"parent line {base.name}: {v}" for k, v in base.basis.items()}
-                return rec
+                return self._inherit(rec, parent, depth)
         desc = self._descriptions.get(efo, "") if efo else ""
-        classes = []
         if efo:
             rec.efo = efo
+        where = f"EFO {efo}" if efo else "bundled table"
+        described = [(desc, f"{where} description")]
+        classed = [(c, f"{where} class '{c}'") for c in self._classes(efo)]
+        self._disease(rec, line, described + classed)
+        # tissue of origin: the disease's organ, else what the classes or description name
+        if rec.disease and rec.disease != NORMAL:
+            tid = self.infer.tissue_from_disease(rec.disease)
+            if tid:
+                rec.tissue, rec.basis["tissue"] = tid, f"{rec.basis['disease']} (organ of the disease)"
+        if rec.tissue is None:
+            self._first_named(rec, "tissue", classed + described)
+        self._first_named(rec, "cell_type", classed + described)
+        self._sex(rec, desc, where)
+        return rec
+
+    def _inherit(self, rec: LineRecord, parent: str, depth: int) -> LineRecord:
+        """A subline without a record of its own takes its parent's, said so in the basis."""
+        base = self._memo.get(parent) or self._build(parent, depth + 1)
+        self._memo.setdefault(parent, base)
+        rec.efo, rec.sex, rec.disease, rec.tissue, rec.cell_type = (
+            base.efo, base.sex, base.disease, base.tissue, base.cell_type)
+        rec.basis = {k: f"parent line {base.name}: {v}" for k, v in base.basis.items()}
+        return rec
+
+    def _classes(self, efo: str | None) -> list[str]:
+        """What the line's direct EFO classes say it is ('cervical carcinoma cell line' -> 'cervical carcinoma')."""
+        classes = []
+        if efo:
             t = self.index.get(efo)
             parents = [a for a, d in (t.ancestors.items() if t else ()) if d == 1]
             classes = [self.index.label(a) or "" for a in parents]
             classes = [c for c in classes if _CLASS_TAIL.search(c) and " or " not in c]
-        what = [_CLASS_TAIL.sub("", c) for c in classes]
-        where = f"EFO {efo}" if efo else "bundled table"
-        # disease
+        return [_CLASS_TAIL.sub("", c) for c in classes]
+
+    def _disease(self, rec: LineRecord, line: str, texts: list[tuple[str, str]]) -> None:
+        """The bundled table's disease, else the first MONDO term the texts name."""
         label = self.diseases.get(line)
         if label:
             tid = NORMAL if label == "normal" else next(
@@ -178,29 +201,19 @@ class CellLineRecords:
             if tid:
                 rec.disease, rec.basis["disease"] = tid, "cell_line_disease.tsv"
         if rec.disease is None:
-            for text, basis in [(desc, f"{where} description"), *((c, f"{where} class '{c}'") for c in what)]:
-                hits = [h for h in self.matcher.scan("disease", text) if h.id.startswith("MONDO:")] if text else []
-                if hits:
-                    rec.disease, rec.basis["disease"] = hits[0].id, basis
-                    break
-        # tissue of origin
-        if rec.disease and rec.disease != NORMAL:
-            tid = self.infer.tissue_from_disease(rec.disease)
-            if tid:
-                rec.tissue, rec.basis["tissue"] = tid, f"{rec.basis['disease']} (organ of the disease)"
-        if rec.tissue is None:
-            for text, basis in [*((c, f"{where} class '{c}'") for c in what), (desc, f"{where} description")]:
-                hits = self.matcher.scan("tissue", text) if text else []
-                if hits:
-                    rec.tissue, rec.basis["tissue"] = hits[0].id, basis
-                    break
-        # cell type
-        for text, basis in [*((c, f"{where} class '{c}'") for c in what), (desc, f"{where} description")]:
-            hits = self.matcher.scan("cell_type", text) if text else []
+            self._first_named(rec, "disease", texts, prefix="MONDO:")
+
+    def _first_named(self, rec: LineRecord, fld: str, texts: list[tuple[str, str]], prefix: str = "") -> None:
+        """Set ``fld`` to the first term (of ``prefix``) the (text, basis) pieces name, in order."""
+        for text, basis in texts:
+            hits = [h for h in self.matcher.scan(fld, text) if h.id.startswith(prefix)] if text else []
             if hits:
-                rec.cell_type, rec.basis["cell_type"] = hits[0].id, basis
-                break
-        # sex: the donor as described, else an organ (or cancer) of one sex
+                setattr(rec, fld, hits[0].id)
+                rec.basis[fld] = basis
+                return
+
+    def _sex(self, rec: LineRecord, desc: str, where: str) -> None:
+        """The donor as described, else an organ (or cancer) of one sex."""
         s = sex_in_text(desc) if desc else None
         if s:
             rec.sex, rec.basis["sex"] = s, f"{where} description"
@@ -210,4 +223,3 @@ class CellLineRecords:
         elif (rec.tissue and rec.disease and rec.disease != NORMAL
               and (self.index.is_a(rec.tissue, BREAST) or self.index.is_a(rec.tissue, MAMMARY_GLAND))):
             rec.sex, rec.basis["sex"] = ("female", FEMALE), f"{rec.basis['tissue']}: breast cancer"
-        return rec

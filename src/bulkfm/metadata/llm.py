@@ -217,8 +217,6 @@ class LLMChooser:
         return False, None
 
     def _ask(self, q: Question) -> tuple[Question, str | None]:
-        import openai
-
         schema = response_schema(q)
         messages = messages_for(q, self.system_prompt)
         path = self._cache_path(messages, schema)
@@ -226,17 +224,10 @@ class LLMChooser:
             hit, tid = self._cached(q, path)
             if hit:
                 return q, tid
-        with self._lock:
-            if time.monotonic() >= self._run_end:
-                self.report.skipped_deadline += 1
-                return q, None
-            if self.report.calls >= self.config.max_calls:
-                self.report.skipped_budget += 1
-                return q, None
-            self.report.calls += 1
+        if not self._admit():
+            return q, None
         attempt = 0
         while True:
-            reason = None
             left = self._run_end - time.monotonic()
             if left <= 0:
                 with self._lock:
@@ -244,37 +235,11 @@ class LLMChooser:
                 log.warning("LLM run deadline (run_timeout_s=%gs) passed: field %s not asked",
                             self.config.run_timeout_s, q.field)
                 return q, None
-            try:
-                with total_deadline(min(self.config.timeout_s, left), "LLM request"):
-                    resp = self.client.chat.completions.create(
-                        model=self.config.model,
-                        messages=messages,
-                        temperature=0,
-                        response_format={"type": "json_schema",
-                                         "json_schema": {"name": "ontology_choice", "strict": True, "schema": schema}},
-                    )
-                usage = getattr(resp, "usage", None)
-                with self._lock:
-                    if usage is not None:
-                        self.report.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
-                        self.report.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
-                content = resp.choices[0].message.content if resp.choices else None
-                tid, reason = self.validate(q, content)
-                if reason is None:
-                    with atomic_path(path) as tmp:  # only validated answers are cached
-                        tmp.write_text(json.dumps({"id": tid, "field": q.field}))
-                    return q, tid
-                retryable = reason in ("malformed JSON", "empty answer", "answer does not match the schema")
-            except openai.RateLimitError:
-                reason, retryable = "HTTP 429", True
-            except openai.APITimeoutError:
-                reason, retryable = "timeout", True
-            except openai.APIConnectionError:
-                reason, retryable = "connection error", True
-            except openai.APIStatusError as exc:
-                reason, retryable = f"HTTP {exc.status_code}", exc.status_code >= 500
-            except (ValueError, TypeError, AttributeError, IndexError) as exc:  # a body the client cannot parse
-                reason, retryable = f"unreadable response ({type(exc).__name__})", True
+            tid, reason, retryable = self._attempt(q, messages, schema, left)
+            if reason is None:
+                with atomic_path(path) as tmp:  # only validated answers are cached
+                    tmp.write_text(json.dumps({"id": tid, "field": q.field}))
+                return q, tid
             if retryable and attempt < self.config.max_retries:
                 attempt += 1
                 with self._lock:
@@ -286,6 +251,53 @@ class LLMChooser:
                 self.report.rejected[reason] += 1
             log.warning("LLM answer for field %s rejected: %s", q.field, reason)
             return q, None
+
+    def _admit(self) -> bool:
+        """Whether one more call fits the run's deadline and call budget (counted if so)."""
+        with self._lock:
+            if time.monotonic() >= self._run_end:
+                self.report.skipped_deadline += 1
+                return False
+            if self.report.calls >= self.config.max_calls:
+                self.report.skipped_budget += 1
+                return False
+            self.report.calls += 1
+        return True
+
+    def _attempt(self, q: Question, messages: list[dict], schema: dict,
+                 left: float) -> tuple[str | None, str | None, bool]:
+        """One request: (validated id, None, _) or (None, why it failed, whether to retry)."""
+        import openai
+
+        try:
+            with total_deadline(min(self.config.timeout_s, left), "LLM request"):
+                resp = self.client.chat.completions.create(
+                    model=self.config.model,
+                    messages=messages,
+                    temperature=0,
+                    response_format={"type": "json_schema",
+                                     "json_schema": {"name": "ontology_choice", "strict": True, "schema": schema}},
+                )
+            usage = getattr(resp, "usage", None)
+            with self._lock:
+                if usage is not None:
+                    self.report.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+                    self.report.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+            content = resp.choices[0].message.content if resp.choices else None
+            tid, reason = self.validate(q, content)
+            if reason is None:
+                return tid, None, False
+            return None, reason, reason in ("malformed JSON", "empty answer", "answer does not match the schema")
+        except openai.RateLimitError:
+            return None, "HTTP 429", True
+        except openai.APITimeoutError:
+            return None, "timeout", True
+        except openai.APIConnectionError:
+            return None, "connection error", True
+        except openai.APIStatusError as exc:
+            return None, f"HTTP {exc.status_code}", exc.status_code >= 500
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:  # a body the client cannot parse
+            return None, f"unreadable response ({type(exc).__name__})", True
 
     def choose(self, questions: list[Question]) -> dict[Question, str | None]:
         """Answers for unique questions (None: no answer or rejected)."""

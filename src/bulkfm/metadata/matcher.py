@@ -155,7 +155,7 @@ class Matcher:
         out = []
         for tid, kind in self.index.find(value, FIELD_ONTOLOGIES.get(field, ())):
             tid = self.index.resolve(tid)
-            if tid and self._allowed(field, tid) and all(h.id != tid for h in out):
+            if tid and self.allowed(field, tid) and all(h.id != tid for h in out):
                 out.append(Hit(tid, value, kind))
         if field == "cell_line" and len(out) > 1 and _ZYGOSITY.search(value):
             # 'HCT116 TP53-/-' is 'HCT 116 TP53(-/-)', not '(+/-)': names equal but for the signs
@@ -164,7 +164,8 @@ class Matcher:
                 return same
         return out
 
-    def _allowed(self, field: str, tid: str) -> bool:
+    def allowed(self, field: str, tid: str) -> bool:
+        """Whether term ``tid`` may answer ``field`` (not organism-level or non-human anatomy for tissue)."""
         if field == "tissue" and (organism_level(self.index, tid) or tid.startswith(_NON_HUMAN_UBERON)):
             return False
         return not any(self.index.is_a(tid, a) for a in _EXCLUDE_UNDER.get(field, ()))
@@ -185,7 +186,7 @@ class Matcher:
                 # short one-word synonyms are abbreviations ('RPE', 'ESC', 'CLi'): inside free text
                 # they count only where written in capitals (scan), or 'cli' in any text would be a nucleus
                 abbrev = len(phrase) <= 4 and " " not in phrase
-                keep = [(i, "abbrev" if abbrev and k == "synonym" else k) for i, k in hits if self._allowed(field, i)]
+                keep = [(i, "abbrev" if abbrev and k == "synonym" else k) for i, k in hits if self.allowed(field, i)]
                 if keep:
                     table.setdefault(phrase, []).extend(keep)
                     # 'subcutaneous adipose' names 'subcutaneous adipose tissue': the head noun is

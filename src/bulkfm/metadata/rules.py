@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from bulkfm.metadata.confidence import CONF
 from bulkfm.metadata.ontology import norm
 from bulkfm.metadata.schema import FEMALE, MALE
 
@@ -255,7 +256,7 @@ def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has
     """
     low = text.lower().replace("_", " ")
     if _XENO.search(low):
-        return "xenograft", 0.85
+        return "xenograft", CONF.st_xenograft
     stem = bool(_STEM.search(low))
     # 'differentiation state: undifferentiated' describes a stem cell line, not a product of it
     undiff = bool(re.search(r"\bundifferentiated\b", low))
@@ -263,26 +264,26 @@ def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has
                                or _DAYS.search(low))
     if (stem and (diff or differentiated_cell_type and not undiff) or _DIFF_ALONE.search(low)
             or explicit == "in-vitro differentiated"):
-        return "in-vitro differentiated", 0.8
+        return "in-vitro differentiated", CONF.st_differentiated
     if _ORGANOID.search(low):
-        return "organoid", 0.85
+        return "organoid", CONF.st_organoid
     if explicit == "primary tissue" and (has_cell_line or cell_line_key):
-        return "cell line", 0.7
+        return "cell line", CONF.st_line_over_stated
     if explicit == "primary cells" and has_cell_line:
-        return "cell line", 0.7  # 'cells' said of a named line
+        return "cell line", CONF.st_line_over_stated  # 'cells' said of a named line
     if explicit in ("cell line", "primary cells", "primary tissue"):
-        return explicit, 0.85
+        return explicit, CONF.st_stated
     if has_cell_line or cell_line_key or _CELL_LINE.search(low):
-        return "cell line", 0.85 if has_cell_line else 0.75
+        return "cell line", CONF.st_line_named if has_cell_line else CONF.st_line_cue
     if stem:
-        return "cell line", 0.65  # ESC/iPSC lines
+        return "cell line", CONF.st_stem_line  # ESC/iPSC lines
     if (_CULTURED.search(low) and (has_cell_type or found_cell_type or _PRIMARY_CELLS.search(low))
             or culture_cell_type and not _UNCULTURED.search(low)):
-        return "cell line", 0.6
+        return "cell line", CONF.st_cultured
     if has_cell_type or (_PRIMARY_CELLS.search(low) and not has_tissue) or (found_cell_type and _CELLS_WORD.search(low)):
-        return "primary cells", 0.7
+        return "primary cells", CONF.st_primary_cells
     if has_tissue or _TISSUE.search(low):
-        return "primary tissue", 0.7
+        return "primary tissue", CONF.st_primary_tissue
     return None, 0.0
 
 
@@ -302,22 +303,22 @@ SRA_VOCAB: dict[str, tuple[str, ...]] = {
 
 
 def sra_term(field: str, value: str) -> tuple[str, float] | None:
-    """The SRA controlled-vocabulary spelling of ``value`` and a confidence (1.0 exact, 0.9 case)."""
+    """The SRA controlled-vocabulary spelling of ``value`` and a confidence (CONF.sra_*)."""
     v = value.strip()
     if not v or is_null(v):
         return None
     if field == "instrument":
-        return v, 1.0  # free-ish vocabulary (instrument_model); kept as submitted
+        return v, CONF.sra_exact  # free-ish vocabulary (instrument_model); kept as submitted
     vocab = SRA_VOCAB.get(field, ())
     if v in vocab:
-        return v, 1.0
+        return v, CONF.sra_exact
     for term in vocab:
         if norm(term) == norm(v):
-            return term, 0.9
+            return term, CONF.sra_case
     if field == "library_layout":
         up = v.upper()
         if up.startswith("PAIRED"):
-            return "PAIRED", 0.9
+            return "PAIRED", CONF.sra_case
         if up.startswith("SINGLE"):
-            return "SINGLE", 0.9
-    return v, 0.6  # not in the vocabulary: kept, low confidence -> review
+            return "SINGLE", CONF.sra_case
+    return v, CONF.sra_unknown  # not in the vocabulary: kept, low confidence -> review
