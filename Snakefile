@@ -23,6 +23,13 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# `--config allow_demo_defaults=true` arrives as the string "true" (Snakemake parses only
+# True/False): read the usual spellings as the boolean the schema wants.
+if isinstance(config.get("allow_demo_defaults"), str) and config["allow_demo_defaults"].lower() in (
+        "true", "false", "yes", "no", "1", "0"):
+    config["allow_demo_defaults"] = config["allow_demo_defaults"].lower() in ("true", "yes", "1")
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -5,7 +5,9 @@
 GEN = config.get("generate", {})
 # Keys that steer the workflow, not the model (the library names them): the rest goes to
 # `bulkfm train-generator`.
-from bulkfm.generate.train import WORKFLOW_KEYS as _GEN_WORKFLOW_KEYS
+from bulkfm.common.settings import JOB_KEYS
+
+_GEN_WORKFLOW_KEYS = JOB_KEYS["generate"]
 
 
 def generate_config_json():

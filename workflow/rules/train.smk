@@ -5,7 +5,9 @@
 TR = config["train"]
 # Keys that steer the workflow, not the model (the library names them): everything else goes to
 # `bulkfm train` as JSON.
-from bulkfm.train.config import WORKFLOW_KEYS as _TRAIN_WORKFLOW_KEYS
+from bulkfm.common.settings import JOB_KEYS
+
+_TRAIN_WORKFLOW_KEYS = JOB_KEYS["train"]
 
 
 def train_launcher(nproc: int) -> list[str]:

@@ -8,6 +8,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
+# Keys of a workflow config section that size or steer its job, not the stage's library (the
+# rule keeps them; the rest goes to the command). Here, not in the stage modules, so that
+# parsing the Snakefile imports no torch.
+JOB_KEYS: dict[str, frozenset[str]] = {
+    "train": frozenset({"threads", "nproc", "gpu", "mem_mb", "runtime"}),
+    "generate": frozenset({"metadata", "mem_mb", "runtime"}),
+}
+
+
 class ConfigKeyError(ValueError):
     """A configuration key that no stage reads."""
 

@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from bulkfm.common.atomic import write_text_atomic
-from bulkfm.common.settings import check_keys
+from bulkfm.common.settings import JOB_KEYS, check_keys
 from bulkfm.generate.conditions import (STUDY, UNKNOWN, ConditionError, Vocabulary,
                                         attach_study, check_samples, condition_fields, condition_key,
                                         read_metadata)
@@ -49,7 +49,7 @@ from bulkfm.train.split import make_split
 log = logging.getLogger(__name__)
 KIND = "generator"
 # Keys of the workflow's generate: section that steer the workflow (generate.smk), not training.
-WORKFLOW_KEYS = frozenset({"metadata", "mem_mb", "runtime"})
+WORKFLOW_KEYS = JOB_KEYS["generate"]
 METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "mse_std", "lr", "samples_per_s")
 
 

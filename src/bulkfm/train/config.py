@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bulkfm.common.settings import check_keys
+from bulkfm.common.settings import JOB_KEYS, check_keys
 from bulkfm.model.config import ModelConfig
 
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"n_genes", "esm2_dim", "seed"}
@@ -23,7 +23,7 @@ _MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"n_genes", "esm2_dim", "s
 log = logging.getLogger(__name__)
 
 # Keys of the workflow's train: section that size the job, not the model (train.smk keeps them).
-WORKFLOW_KEYS = frozenset({"threads", "nproc", "gpu", "mem_mb", "runtime"})
+WORKFLOW_KEYS = JOB_KEYS["train"]
 
 # Model size for the keys a config leaves out (``size``). "full" is BulkFormer's size (every
 # gene, AE 4096 -> 1024 -> 320, d 320): ~100 s per stage-2 step on 2 CPU cores at 20k genes,
