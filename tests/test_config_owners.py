@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bulkfm.common.settings import ConfigKeyError, check_keys
+from bulkfm.common.settings import UNTRACKED, ConfigKeyError, check_keys
 from bulkfm.generate.model import GeneratorConfig
 from bulkfm.generate.train import WORKFLOW_KEYS as GENERATE_JOB
 from bulkfm.generate.train import GenTrainConfig
@@ -115,3 +115,14 @@ def test_no_rule_sizes_a_job_with_a_literal_number():
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
         assert not literal.findall(smk.read_text()), f"{smk.name}: use job_size(label)"
     assert set(CONFIG["resources"]) == set(SCHEMA["resources"]["properties"])
+
+
+def test_tracked_drops_only_the_keys_that_change_how_not_what():
+    from bulkfm.common.settings import tracked
+
+    sra = tracked("sra", {"timeout_s": 5, "retries": 2, "taxon_id": 9606, "endpoints": {"x": 1}})
+    assert sra == {"taxon_id": 9606}
+    md = tracked("metadata", {"cache_dir": "/c", "review_threshold": 0.6,
+                              "llm": {"timeout_s": 9, "model": "m", "max_calls": 5}})
+    assert md == {"review_threshold": 0.6, "llm": {"model": "m", "max_calls": 5}}
+    assert set(UNTRACKED["sra"]) <= set(SRA_DEFAULTS)  # no stale names

@@ -111,3 +111,22 @@ def test_adding_a_sample_quantifies_only_it(finished, tmp_path, run_snakemake, r
     assert store.shape[0] == 5
     a, b = store.rows([store.samples.index("ENCSR653DFZ_rep1"), store.samples.index("ENCSR653DFZ_rep1_again")])
     assert np.corrcoef(a, b)[0, 1] > 0.999  # same reads: same expression up to Salmon's VB noise
+
+
+def test_a_stage_setting_reruns_that_stage_and_what_follows_only(demo_run, run_snakemake, tmp_path):
+    # on the demo run itself (dry runs only): a copy has no .snakemake records of its params,
+    # so Snakemake could not see a changed setting there at all
+    finished = demo_run
+    # network patience and LLM timeouts change how a stage works, not what it writes: nothing
+    # reruns but the provenance record, which stores the whole config
+    how = tmp_path / "how.yaml"
+    how.write_text("sra: {timeout_s: 7, retries: 9}\nmetadata: {llm: {timeout_s: 5}}\n")
+    proc = run_snakemake("-n", "--cores", "2", "--configfile", str(how), "--config",
+                         f"outdir={finished}")
+    assert planned(proc) == Counter({"provenance": 1, "all": 1})
+    # an evaluation setting reruns the evaluation and the report built from it, not training
+    what = tmp_path / "what.yaml"
+    what.write_text("evaluate: {knn_k: 7}\n")
+    proc = run_snakemake("-n", "--cores", "2", "--configfile", str(what), "--config",
+                         f"outdir={finished}")
+    assert planned(proc) == Counter({"evaluate": 1, "report": 1, "provenance": 1, "all": 1})

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import bulkfm.samples as bs
+from bulkfm.common.settings import tracked
 from bulkfm.execution.defaults import check_demo_defaults
 from bulkfm.execution.locks import unlock_hint
 
@@ -19,6 +20,12 @@ def job_size(label: str) -> dict:
     size = config["resources"][label]
     return {"mem_mb": lambda wc, attempt: size["mem_mb"] * attempt,
             "runtime": lambda wc, attempt: size["runtime"] * attempt}
+
+
+# Whole sections for the commands, in the shell line as globals: Snakemake does not compare
+# these; the rules' params carry only the keys that change outputs (settings.tracked).
+SRA_JSON = json.dumps(config["sra"])
+METADATA_JSON = json.dumps(config["metadata"])
 
 
 OUT = config["outdir"]

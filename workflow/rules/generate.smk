@@ -11,7 +11,7 @@ _GEN_WORKFLOW_KEYS = JOB_KEYS["generate"]
 
 
 def generate_config_json():
-    return json.dumps({k: v for k, v in GEN.items() if k not in _GEN_WORKFLOW_KEYS})
+    return json.dumps({k: v for k, v in GEN.items() if k not in _GEN_WORKFLOW_KEYS}, sort_keys=True)
 
 
 def generate_metadata():

@@ -24,7 +24,7 @@ rule metadata_harmonize:
     benchmark:
         f"{BENCH}/metadata_harmonize.tsv"
     params:
-        cfg=json.dumps(MD),
+        tracked=json.dumps(tracked("metadata", MD), sort_keys=True),  # LLM timeouts, threads, caches: not
         reviewed=lambda wc, input: ["--reviewed", input.reviewed] if input.reviewed else [],
     threads: 2
     resources:
@@ -34,7 +34,7 @@ rule metadata_harmonize:
     shell:
         "bulkfm metadata harmonize {input.table:q} -o {output.parquet:q} --wide {output.tsv:q} "
         "--review {output.review:q} --llm-report {output.llm:q} {params.reviewed:q} --threads {threads} "
-        "--config {params.cfg:q} > {log:q} 2>&1"
+        "--config {METADATA_JSON:q} > {log:q} 2>&1"
 
 
 rule metadata_bias:

@@ -13,7 +13,7 @@ rule provenance:
     params:
         # the interpreter running this workflow, which imports bulkfm (common.smk does)
         python=sys.executable,
-        cfg=json.dumps(config),
+        cfg=json.dumps(config, sort_keys=True),
         sheet=SHEET,
         repo=workflow.basedir,
     resources:

@@ -73,7 +73,7 @@ rule quant_batch:
             "--min-mapped", QC["min_mapped"], "--library-type", QC["library_type"]],
         extra=["--libtype", config["quant"]["libtype"], "--on-error", config["quant"]["on_error"],
                "--transcript-quant", config["quant"]["transcript_quant"]],
-        sra=json.dumps(config["sra"]),
+        download=config["sra"]["download_method"],  # the one sra key that can change the reads
     threads: config["quant"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: config["quant"]["mem_mb"] * attempt,
@@ -84,7 +84,7 @@ rule quant_batch:
         "bulkfm quant batch --sheet {input.sheet:q} --batch {wildcards.batch:q} "
         "--batch-size {params.batch_size:q} --index {input.index:q} --reference {input.reference:q} "
         "--outdir {params.outdir:q} --fastq-dir {params.fastq_dir:q} -o {output:q} --threads {threads} "
-        "{params.qc:q} {params.extra:q} {params.keep:q} {params.check:q} --sra-config {params.sra:q} "
+        "{params.qc:q} {params.extra:q} {params.keep:q} {params.check:q} --sra-config {SRA_JSON:q} "
         "> {log:q} 2>&1"
 
 

@@ -13,11 +13,11 @@ checkpoint sra_metadata:
     benchmark:
         f"{BENCH}/sra_metadata.tsv"
     params:
-        sra=json.dumps(config["sra"]),
+        tracked=json.dumps(tracked("sra", config["sra"]), sort_keys=True),  # a change reruns; timeouts do not
     threads: 1
     resources:
         **job_size("small"),
     conda:
         "../../envs/bulkfm.yaml"
     shell:
-        "bulkfm sra resolve --sheet {input.sheet:q} -o {output.table:q} --config {params.sra:q} > {log:q} 2>&1"
+        "bulkfm sra resolve --sheet {input.sheet:q} -o {output.table:q} --config {SRA_JSON:q} > {log:q} 2>&1"

@@ -16,7 +16,7 @@ def train_launcher(nproc: int) -> list[str]:
 
 
 def train_config_json():
-    return json.dumps({k: v for k, v in TR.items() if k not in _TRAIN_WORKFLOW_KEYS})
+    return json.dumps({k: v for k, v in TR.items() if k not in _TRAIN_WORKFLOW_KEYS}, sort_keys=True)
 
 
 rule split:

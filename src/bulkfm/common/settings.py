@@ -17,6 +17,32 @@ JOB_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+# Keys that change how a stage works (network patience, parallelism, caches, price estimates),
+# never what it writes: left out of the rule params that Snakemake compares, so changing a
+# timeout does not rerun quantification and everything downstream.
+UNTRACKED: dict[str, frozenset[str]] = {
+    "sra": frozenset({"threads", "retries", "backoff_s", "max_backoff_s", "timeout_s",
+                      "ncbi_sleep_s", "prefetch_max_size", "keep_fastq", "endpoints",
+                      "xml_batch"}),
+    "metadata": frozenset({"cache_dir", "embedding_threads"}),
+    "metadata.llm": frozenset({"concurrency", "timeout_s", "max_retries", "backoff_s",
+                               "price_in_per_1k", "price_out_per_1k", "cache", "api_key_env"}),
+}
+
+
+def tracked(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the keys of ``section`` (and its nested sections) that change only
+    how the stage works: what a rule passes as params, so that only a change of these reruns."""
+    drop = UNTRACKED.get(section, frozenset())
+    out: dict[str, Any] = {}
+    for key, value in (values or {}).items():
+        if key in drop:
+            continue
+        sub = f"{section}.{key}"
+        out[key] = tracked(sub, value) if sub in UNTRACKED and isinstance(value, Mapping) else value
+    return out
+
+
 class ConfigKeyError(ValueError):
     """A configuration key that no stage reads."""
 
