@@ -13,6 +13,7 @@ import argparse
 import gzip
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,7 @@ def main() -> None:
             "|---|---:|---:|---:|---:|---:|"]
     for name, recs in (("MetaSRA BioSample (dev)", metasra(data)), ("ENA search, human runs", ena(data))):
         emb = None if args.no_embedding else Embedder(index, synonyms_for=cfg.embedding_synonyms)
-        cfg.settings.embedding = not args.no_embedding
+        cfg = replace(cfg, settings=replace(cfg.settings, embedding=not args.no_embedding))
         h = Harmonizer(index, cfg.settings, cfg.llm, emb)
         t0 = time.perf_counter()
         n = sum(1 for _ in h.harmonize(recs))

@@ -16,8 +16,10 @@ from bulkfm.generate.model import GeneratorConfig
 from bulkfm.generate.train import WORKFLOW_KEYS as GENERATE_JOB
 from bulkfm.generate.train import GenTrainConfig
 from bulkfm.metadata.config import KNOWN as METADATA_KEYS
+from bulkfm.metadata.config import from_dict as metadata_from_dict
 from bulkfm.metadata.config import load_config as load_metadata
 from bulkfm.metadata.llm import LLMConfig
+from bulkfm.metadata.pipeline import Settings as MetadataSettings
 from bulkfm.model.config import ModelConfig
 from bulkfm.sra.config import DEFAULTS as SRA_DEFAULTS
 from bulkfm.sra.config import SraConfig
@@ -98,6 +100,9 @@ def test_config_yaml_states_the_library_defaults():
     (SraConfig.from_mapping, {"timeout": 3}, r"sra\.timeout \(did you mean sra\.timeout_s\?\)"),
     (GenTrainConfig.from_dict, {"model": {"latnt": 8}}, r"generate\.model\.latnt \(did you mean generate\.model\.latent\?\)"),
     (LLMConfig.from_dict, {"base_ur": "http://x"}, r"metadata\.llm\.base_ur \(did you mean metadata\.llm\.base_url\?\)"),
+    (metadata_from_dict, {"review_treshold": 0.5}, r"metadata\.review_treshold \(did you mean metadata\.review_threshold\?\)"),
+    (metadata_from_dict, {"llm": {"modle": "x"}}, r"metadata\.llm\.modle \(did you mean metadata\.llm\.model\?\)"),
+    (MetadataSettings.from_dict, {"candidate": 3}, r"metadata\.candidate \(did you mean metadata\.candidates\?\)"),
 ])
 def test_a_misspelt_key_is_named_with_its_path_and_the_fix(read, data, message):
     with pytest.raises(ConfigKeyError, match=message):

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def _setup(config_path: str | None, no_embedding: bool = False, threads: int | N
     except (FileNotFoundError, ValueError) as exc:
         raise _user_error(str(exc)) from None
     if no_embedding:
-        cfg.settings.embedding = False
+        cfg = replace(cfg, settings=replace(cfg.settings, embedding=False))
     embedder = (Embedder(index, cfg.cache_dir, threads=threads or cfg.embedding_threads,
                          synonyms_for=cfg.embedding_synonyms) if cfg.settings.embedding else None)
     try:

@@ -1,10 +1,16 @@
-"""The ``metadata`` section of the workflow config (or a YAML file holding only that section)."""
+"""The ``metadata`` section of the workflow config (or a YAML file holding only that section).
+
+The dataclasses are the only owners of the section's keys and defaults: ``MetadataConfig``'s own
+fields, the harmonizer's ``Settings`` (flat in the section) and ``LLMConfig`` (``llm:``). An
+unknown key is an error naming its path and the nearest valid name.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -14,12 +20,8 @@ from bulkfm.metadata.llm import LLMConfig
 from bulkfm.metadata.ontology import DEFAULT_ONTOLOGIES
 from bulkfm.metadata.pipeline import Settings
 
-KNOWN = {"ontologies", "obo_files", "cache_dir", "resources", "reviewed", "llm", "review_threshold",
-         "llm_threshold", "embedding", "embedding_min", "candidates", "embedding_ontologies",
-         "embedding_threads", "embedding_synonyms"}
 
-
-@dataclass
+@dataclass(frozen=True)
 class MetadataConfig:
     ontologies: tuple[str, ...] = DEFAULT_ONTOLOGIES
     obo_files: dict[str, str] = field(default_factory=dict)
@@ -30,34 +32,37 @@ class MetadataConfig:
     embedding_synonyms: tuple[str, ...] = ("UBERON", "CL", "HsapDv")
     settings: Settings = field(default_factory=Settings)
     llm: LLMConfig = field(default_factory=LLMConfig)
-    raw: dict = field(default_factory=dict)
+
+
+_OWN = {f.name for f in fields(MetadataConfig)} - {"settings"}
+_SETTINGS = {f.name for f in fields(Settings)}
+KNOWN = _OWN | _SETTINGS  # the keys of the section (``settings`` is not one: its keys are flat)
+_TUPLES = ("ontologies", "embedding_synonyms")
+
+
+def from_dict(data: dict[str, Any] | None) -> MetadataConfig:
+    """The section as a mapping -> MetadataConfig; unknown keys refused with their path."""
+    data = dict(data or {})
+    check_keys(data, KNOWN, "metadata")
+    own = {k: data[k] for k in _OWN - {"llm"} if data.get(k) is not None}
+    own.update({k: tuple(own[k]) for k in _TUPLES if k in own})
+    llm = LLMConfig.from_dict(data.get("llm"))
+    if llm.cache is None:  # the LLM answer cache lives beside the index unless set
+        llm = replace(llm, cache=own.get("cache_dir"))
+    settings = Settings.from_dict({k: data[k] for k in _SETTINGS if k in data})
+    return MetadataConfig(**own, settings=settings, llm=llm)
 
 
 def load_config(path: str | os.PathLike[str] | None) -> MetadataConfig:
-    data: dict = {}
-    if path:
-        p = Path(str(path))
-        inline = str(path).lstrip().startswith("{")  # the workflow passes its section as JSON text
-        if not inline and not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        loaded = (yaml.safe_load(str(path)) if inline else yaml.safe_load(p.read_text())) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{p}: expected a mapping")
-        data = loaded.get("metadata", loaded) if "metadata" in loaded else loaded
-        data = data or {}
-    check_keys(data, KNOWN, "metadata")
-    cfg = MetadataConfig(
-        ontologies=tuple(data.get("ontologies") or DEFAULT_ONTOLOGIES),
-        obo_files=dict(data.get("obo_files") or {}),
-        cache_dir=data.get("cache_dir"),
-        resources=data.get("resources"),
-        reviewed=data.get("reviewed"),
-        embedding_threads=data.get("embedding_threads"),
-        embedding_synonyms=tuple(data.get("embedding_synonyms") or ("UBERON", "CL", "HsapDv")),
-        settings=Settings.from_dict(data),
-        llm=LLMConfig.from_dict(data.get("llm")),
-        raw=data,
-    )
-    if cfg.llm.cache is None:
-        cfg.llm.cache = cfg.cache_dir
-    return cfg
+    """A YAML file (the section alone, or a workflow config with ``metadata:``) or the section as
+    inline JSON text (what the workflow passes) -> MetadataConfig."""
+    if not path:
+        return from_dict({})
+    p = Path(str(path))
+    inline = str(path).lstrip().startswith("{")
+    if not inline and not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    loaded = (yaml.safe_load(str(path)) if inline else yaml.safe_load(p.read_text())) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{p}: expected a mapping")
+    return from_dict(loaded.get("metadata") if "metadata" in loaded else loaded)

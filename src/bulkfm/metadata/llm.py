@@ -42,7 +42,7 @@ MAX_RAW_CHARS = 2000  # a title longer than this is truncated before it reaches 
 PROMPT_VERSION = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMConfig:
     base_url: str | None = None  # None: no LLM calls at all
     model: str = "gpt-4o-mini"

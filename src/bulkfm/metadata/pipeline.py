@@ -18,6 +18,8 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from bulkfm.common.settings import check_keys
+
 from bulkfm.metadata.embedding import Embedder
 from bulkfm.metadata.llm import LLMChooser, LLMConfig, Question
 from bulkfm.metadata.ontology import TermIndex
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 CHUNK = 20_000  # records resolved together: memory is bounded by this and the unique sets
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     review_threshold: float = 0.6
     llm_threshold: float = 0.7
@@ -54,10 +56,10 @@ class Settings:
     @classmethod
     def from_dict(cls, d: Mapping | None) -> "Settings":
         d = dict(d or {})
+        check_keys(d, cls.__dataclass_fields__, "metadata")
         if "embedding_ontologies" in d:
             d["embedding_ontologies"] = tuple(d["embedding_ontologies"])
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**d)
 
 
 class Harmonizer:
