@@ -7,11 +7,12 @@ for about half, a description of its donor ('established from the pleural effusi
 69-year-old caucasian woman with metastatic mammary carcinoma'). The Cellosaurus snapshot in the
 same package has names only (no sex, disease or site), so a Cellosaurus ID is linked to its EFO
 term by name, punctuation-insensitively ('MDA-MB-231' = EFO 'MDAMB231'). The bundled
-``cell_line_disease.tsv`` (Cellosaurus disease of widely used lines) is read too.
+``cell_line_disease.tsv`` and ``cell_line_sex.tsv`` (Cellosaurus disease and donor sex of widely
+used lines) are read too.
 
 What is taken from a record (each with its basis, for the ``source`` column):
 - sex: the words the description uses for the donor (woman/girl/female, man/boy/male; both or
-  neither: none); else the organ the line comes from when that organ has one sex (parts of the
+  neither: none); else cell_line_sex.tsv; else the organ the line comes from when that organ has one sex (parts of the
   female or male reproductive system in UBERON: cervix, ovary, endometrium; prostate, testis),
   or a breast cancer (lines from male breast cancers are rare: a convention, and a label wins);
 - disease: cell_line_disease.tsv, else the MONDO term the description names, else the one its
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from bulkfm.metadata.infer import Inference
 from bulkfm.metadata.matcher import Matcher
 from bulkfm.metadata.ontology import TermIndex, compact
-from bulkfm.metadata.resources import cell_line_disease
+from bulkfm.metadata.resources import cell_line_disease, cell_line_sex
 from bulkfm.metadata.rules import sex_in_text
 from bulkfm.metadata.schema import FEMALE, MALE, NORMAL
 
@@ -82,6 +83,7 @@ class CellLineRecords:
         self.matcher = matcher
         self.infer = infer
         self.diseases = cell_line_disease(resources)
+        self.sexes = cell_line_sex(resources)
         shared = index.__dict__.setdefault("_line_records", {})
         self._memo: dict[str, LineRecord] = shared.setdefault(("memo", resources), {})
         if "efo" not in shared:
@@ -144,14 +146,14 @@ class CellLineRecords:
         for cut in sorted(cuts, reverse=True):
             ids = [i for i in self.index.compact_lookup.get(compact(name[:cut]), []) if i != line]
             # a sibling variant ('HCT 116 TP53(-/-)' for '(+/-)') has no record of its own: go on
-            if len(compact(name[:cut])) >= 3 and len(ids) == 1 and (self.efo_term(ids[0]) or ids[0] in self.diseases):
+            if len(compact(name[:cut])) >= 3 and len(ids) == 1 and (self.efo_term(ids[0]) or self._tabled(ids[0])):
                 return ids[0]
         return None
 
     def _build(self, line: str, depth: int = 0) -> LineRecord:
         rec = LineRecord(line, self.index.label(line) or line)
         efo = self.efo_term(line)
-        if efo is None and depth == 0 and line not in self.diseases:
+        if efo is None and depth == 0 and not self._tabled(line):
             parent = self.parent(line)
             if parent:
                 return self._inherit(rec, parent, depth)
@@ -172,6 +174,10 @@ class CellLineRecords:
         self._first_named(rec, "cell_type", classed + described)
         self._sex(rec, desc, where)
         return rec
+
+    def _tabled(self, line: str) -> bool:
+        """A line one of the bundled tables records (it has a record of its own)."""
+        return line in self.diseases or line in self.sexes
 
     def _inherit(self, rec: LineRecord, parent: str, depth: int) -> LineRecord:
         """A subline without a record of its own takes its parent's, said so in the basis."""
@@ -213,10 +219,15 @@ class CellLineRecords:
                 return
 
     def _sex(self, rec: LineRecord, desc: str, where: str) -> None:
-        """The donor as described, else an organ (or cancer) of one sex."""
+        """The donor as EFO describes it, else the bundled Cellosaurus donor sex (a test checks
+        the two never disagree), else an organ (or cancer) of one sex."""
         s = sex_in_text(desc) if desc else None
+        tabled = self.sexes.get(rec.line)
         if s:
             rec.sex, rec.basis["sex"] = s, f"{where} description"
+        elif tabled:
+            rec.sex = (tabled, FEMALE if tabled == "female" else MALE)
+            rec.basis["sex"] = "cell_line_sex.tsv (Cellosaurus donor sex)"
         elif rec.tissue and organ_sex(self.index, rec.tissue):
             rec.sex = organ_sex(self.index, rec.tissue)
             rec.basis["sex"] = f"{rec.basis['tissue']}: {rec.sex[0]} reproductive organ"

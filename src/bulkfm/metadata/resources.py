@@ -60,3 +60,20 @@ def cell_line_disease(directory: str | None = None) -> dict[str, str]:
     """Cellosaurus ID -> disease label ('normal' for lines from healthy donors)."""
     path = resource_dir(directory) / "cell_line_disease.tsv"
     return {r[0]: r[1] for r in read_rows(path)} if path.is_file() else {}
+
+
+SEXES = ("female", "male")
+
+
+def cell_line_sex(directory: str | None = None) -> dict[str, str]:
+    """Cellosaurus ID -> donor sex ('female' or 'male') of widely used lines; a row with any
+    other value is an error naming the row, so a typo cannot pass as a sex."""
+    path = resource_dir(directory) / "cell_line_sex.tsv"
+    if not path.is_file():
+        return {}
+    out = {}
+    for row in read_rows(path):
+        if len(row) != 3 or row[2] not in SEXES:
+            raise ValueError(f"{path}: bad row {row!r}: want 'Cellosaurus ID<TAB>name<TAB>female|male'")
+        out[row[0]] = row[2]
+    return out
