@@ -139,3 +139,16 @@ def test_tracked_drops_only_the_keys_that_change_how_not_what():
                               "llm": {"timeout_s": 9, "model": "m", "max_calls": 5}})
     assert md == {"review_threshold": 0.6, "llm": {"model": "m", "max_calls": 5}}
     assert set(UNTRACKED["sra"]) <= set(SRA_DEFAULTS)  # no stale names
+
+
+def test_a_cluster_run_with_the_demo_sizes_stops_naming_the_fix():
+    from bulkfm.execution.defaults import check_label_sizes
+
+    assert CONFIG["resources"]["sized_by"] == "config/config.yaml"
+    check_label_sizes(CONFIG, "local")  # a local run may use the config's own sizes
+    for name in ("slurm", "kubernetes"):
+        profile = ROOT / "profiles" / name
+        sizes = yaml.safe_load((profile / "resources.yaml").read_text())
+        check_label_sizes({"resources": {**CONFIG["resources"], **sizes["resources"]}}, name)
+        with pytest.raises(ValueError, match=rf"--configfile profiles/{name}/resources.yaml YOUR.yaml"):
+            check_label_sizes(CONFIG, name)

@@ -73,9 +73,7 @@ rule train:
         launch=lambda wc, resources: train_launcher(int(resources.gpu) or TR["nproc"]),
     threads: TR["threads"]
     resources:
-        mem_mb=TR["mem_mb"],
-        runtime=TR["runtime"],
-        gpu=TR["gpu"],
+        **job_size("gpu"),  # resources.gpu.gpu: 0 = a CPU job (torchrun only for train.nproc > 1)
     conda:
         "../../envs/bulkfm.yaml"
     shell:
