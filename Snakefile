@@ -52,12 +52,15 @@ include: "workflow/rules/provenance.smk"
 onstart:
     # With the slurm executor: check partitions, GPUs, memory and accounting before any sbatch,
     # and stop with the rule and the profile key to change (no-op for other executors).
+    from bulkfm.execution.defaults import check_label_sizes
     from bulkfm.execution.preflight import check_snakemake_workflow
     from bulkfm.execution.stage_configs import check_stage_configs
 
     check_spawn_quoting(workflow)  # common.smk: before any job is submitted
     # each stage's section through its own reader: unknown keys, bad pairs (d_model % n_heads)
     check_stage_configs(config)
+    # a cluster run with the demo's job sizes: the profile's resources.yaml was not read
+    check_label_sizes(config, getattr(getattr(workflow, "executor_plugin", None), "cli_prefix", None))
     check_snakemake_workflow(workflow)
 
 

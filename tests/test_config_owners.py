@@ -20,9 +20,10 @@ from bulkfm.metadata.config import from_dict as metadata_from_dict
 from bulkfm.metadata.config import load_config as load_metadata
 from bulkfm.metadata.llm import LLMConfig
 from bulkfm.metadata.pipeline import Settings as MetadataSettings
-from bulkfm.model.config import ModelConfig
+from bulkfm.model.config import ModelConfig, ModelSpec
 from bulkfm.sra.config import DEFAULTS as SRA_DEFAULTS
 from bulkfm.sra.config import SraConfig
+from bulkfm.train.config import KEYS as TRAIN_KEYS
 from bulkfm.train.config import WORKFLOW_KEYS as TRAIN_JOB
 from bulkfm.train.config import TrainConfig
 from bulkfm.train.config import from_dict as train_from_dict
@@ -46,10 +47,11 @@ def _plain(value):
 # a minute per stage); `bulkfm train` on its own trains to its defaults with early stopping.
 DEMO_SIZED_TRAIN = {"max_genes", "ae", "transformer", "warmup_steps", "checkpoint_every",
                     "eval_every"}
+DEMO_SIZED_MODEL = {"n_layers"}
 
 OWNERS = {
     "sra": (set(SRA_DEFAULTS), set()),
-    "train": (_fields(TrainConfig) - {"esm2", "graph"}, set(TRAIN_JOB)),  # paths: rule inputs
+    "train": (set(TRAIN_KEYS) - {"esm2", "graph"}, set(TRAIN_JOB)),  # paths: rule inputs
     "metadata": (set(METADATA_KEYS), set()),
     "generate": (_fields(GenTrainConfig), set(GENERATE_JOB)),
 }
@@ -62,7 +64,8 @@ def test_the_schema_names_exactly_the_owners_keys(section):
 
 
 def test_the_model_keys_of_the_schema_are_model_config_fields():
-    assert set(SCHEMA["train"]["properties"]["model"]["properties"]) <= _fields(ModelConfig)
+    assert set(SCHEMA["train"]["properties"]["model"]["properties"]) == set(ModelSpec.keys())
+    assert set(ModelSpec.keys()) < _fields(ModelConfig)  # plus what the data decides
     assert set(SCHEMA["metadata"]["properties"]["llm"]["properties"]) <= _fields(LLMConfig)
     assert set(SCHEMA["generate"]["properties"]["model"].get("properties", {})) <= _fields(
         GeneratorConfig)
@@ -77,6 +80,11 @@ def test_config_yaml_states_the_library_defaults():
         if key in TRAIN_JOB or key == "model" or key in DEMO_SIZED_TRAIN:
             continue
         assert _plain(getattr(train, key)) == value, f"train.{key}"
+    # The demo's model is the cpu size's (what `size: auto` gives on a CPU), one block less.
+    cpu = train_from_dict({"size": "cpu"}).model
+    for key, value in CONFIG["train"]["model"].items():
+        if key not in DEMO_SIZED_MODEL:
+            assert _plain(getattr(cpu, key)) == value, f"train.model.{key}"
     gen = GenTrainConfig()
     for key, value in CONFIG["generate"].items():
         if key in GENERATE_JOB or key == "model":
@@ -131,3 +139,16 @@ def test_tracked_drops_only_the_keys_that_change_how_not_what():
                               "llm": {"timeout_s": 9, "model": "m", "max_calls": 5}})
     assert md == {"review_threshold": 0.6, "llm": {"model": "m", "max_calls": 5}}
     assert set(UNTRACKED["sra"]) <= set(SRA_DEFAULTS)  # no stale names
+
+
+def test_a_cluster_run_with_the_demo_sizes_stops_naming_the_fix():
+    from bulkfm.execution.defaults import check_label_sizes
+
+    assert CONFIG["resources"]["sized_by"] == "config/config.yaml"
+    check_label_sizes(CONFIG, "local")  # a local run may use the config's own sizes
+    for name in ("slurm", "kubernetes"):
+        profile = ROOT / "profiles" / name
+        sizes = yaml.safe_load((profile / "resources.yaml").read_text())
+        check_label_sizes({"resources": {**CONFIG["resources"], **sizes["resources"]}}, name)
+        with pytest.raises(ValueError, match=rf"--configfile profiles/{name}/resources.yaml YOUR.yaml"):
+            check_label_sizes(CONFIG, name)

@@ -55,6 +55,7 @@ def workdir(tmp_path, shared_data, proteins, repo):
     (tmp_path / "Snakefile").write_text(
         'configfile: "config.yaml"\nOUT = config["outdir"]\nLOGS = f"{OUT}/logs"\n'
         'BENCH = f"{OUT}/benchmarks"\n'
+        f'include: "{repo}/workflow/rules/resources.smk"\n'
         f'include: "{repo}/workflow/rules/graph.smk"\n'
         f'include: "{repo}/workflow/rules/embed.smk"\n'
         "rule all:\n    input: gene_graph(), esm2_embeddings()\n")
@@ -69,7 +70,8 @@ def write_config(workdir: Path, weights: str | None) -> None:
                   "runtime": 60, "gpu": 0},
         "embed": {"weights": weights, "proteins": str(workdir / "proteins.fa.gz"),
                   "proteins_url": None, "repr_layer": -1, "batch_tokens": 4096,
-                  "device": "auto", "threads": 2, "mem_mb": 4000, "runtime": 60, "gpu": 0},
+                  "device": "auto", "threads": 2},
+        "resources": {"gpu": {"mem_mb": 4000, "runtime": 60, "gpu": 0}},
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 

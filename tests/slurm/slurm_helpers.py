@@ -16,10 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 def site_profile(dest: Path, cluster: dict, **overrides) -> Path:
     """profiles/slurm with what a site adapts: sizes fitted to this one small node, and a short
     first status check (the tests' jobs take seconds, not hours). Everything else as shipped."""
-    cfg = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    shipped = REPO / "profiles" / "slurm"
+    cfg = yaml.safe_load((shipped / "config.yaml").read_text())
     cpus = min(cluster["cpus"], 2)  # threads per job: the demo's own setting
     cfg["set-threads"] = {rule: min(n, cpus) for rule, n in cfg["set-threads"].items()}
-    for res in cfg["set-resources"].values():
+    for res in (cfg.get("set-resources") or {}).values():
         if "cpus_per_task" in res:
             res["cpus_per_task"] = min(res["cpus_per_task"], cpus)
         res["mem_mb"] = "1000 * attempt"
@@ -29,7 +30,20 @@ def site_profile(dest: Path, cluster: dict, **overrides) -> Path:
     cfg.update(overrides)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # the label sizes (the profile's configfile), fitted to the node the same way
+    sizes = yaml.safe_load((shipped / cfg["configfile"]).read_text())
+    for name, size in sizes["resources"].items():
+        if isinstance(size, dict):
+            size["mem_mb"] = 1000
+    sizes["resources"]["sized_by"] = str(dest / cfg["configfile"])
+    (dest / cfg["configfile"]).write_text(yaml.safe_dump(sizes, sort_keys=False))
     return dest
+
+
+def label_sizes(profile: Path) -> dict:
+    """The job-size labels of a profile (its configfile's resources:)."""
+    cfg = yaml.safe_load((profile / "config.yaml").read_text())
+    return yaml.safe_load((profile / cfg["configfile"]).read_text())["resources"]
 
 
 def snakemake(*args: str, cwd: Path = REPO, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -32,7 +32,9 @@ def test_demo_through_slurm_equals_local(slurm_cluster, tmp_path):
     out, cfg = runs["slurm"]
     since = now_for_sacct()
     t0 = time.monotonic()
-    proc = snakemake("--profile", str(profile), "--configfile", str(cfg), "--",
+    # a --configfile replaces the profile's: name the profile's sizes file too
+    proc = snakemake("--profile", str(profile), "--configfile", str(profile / "resources.yaml"),
+                     str(cfg), "--",
                      f"{out}/qc/qc.tsv", f"{out}/matrix", timeout=900)
     slurm_s = time.monotonic() - t0
     assert "has been submitted with SLURM jobid" in proc.stdout + proc.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slurm_helpers import now_for_sacct, sacct_jobs, site_profile, snakemake
+from slurm_helpers import label_sizes, now_for_sacct, sacct_jobs, site_profile, snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -26,9 +26,9 @@ PROBE = Path(__file__).parent / "probe" / "Snakefile"
 def probe_profile(dest: Path, cluster: dict, **train_overrides) -> Path:
     profile = site_profile(dest, cluster)
     cfg = yaml.safe_load((profile / "config.yaml").read_text())
-    # the shipped GPU settings (train's block), applied to the probe rule
-    cfg["set-resources"]["gpu_probe"] = {**cfg["set-resources"]["train"], "cpus_per_task": 1,
-                                         **train_overrides}
+    # the shipped GPU settings (the gpu label that train and embed take), on the probe rule
+    cfg.setdefault("set-resources", {})["gpu_probe"] = {**label_sizes(profile)["gpu"],
+                                                        "cpus_per_task": 1, **train_overrides}
     (profile / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return profile
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bulkfm.execution import cli as exec_cli
-from bulkfm.execution.preflight import Request, check, check_profile, requests_from_profile
+from bulkfm.execution.preflight import Request, check, check_profile, label_rule, requests_from_profile
 from bulkfm.execution.slurm_cluster import Cluster, Partition, parse_gres, parse_sinfo, query_cluster
 
 from slurm_helpers import REPO, site_profile
@@ -72,8 +72,12 @@ def test_sacct_unavailable_is_named_not_a_hang():
 def test_profile_requests_merge_defaults_and_rules():
     settings = requests_from_profile(REPO / "profiles" / "slurm")
     reqs = {r.rule: r for r in settings.requests}
-    assert reqs["train"].partition == "gpu" and reqs["train"].gpus == 1 and reqs["train"].gpu_model
-    assert reqs["quant_batch"].partition == "debug" and reqs["quant_batch"].mem_mb == 8000  # attempt 1
+    gpu = reqs[label_rule("gpu")]  # the label the GPU rules take, from the profile's resources.yaml
+    assert gpu.partition == "gpu" and gpu.gpus == 1 and gpu.gpu_model and gpu.mem_mb == 64000
+    assert "resources: gpu: slurm_partition in " in gpu.key("slurm_partition")
+    medium = reqs[label_rule("medium")]
+    assert medium.partition == "debug" and medium.mem_mb == 16000 and medium.gpus == 0
+    assert reqs["quant_batch"].partition == "debug" and reqs["quant_batch"].cpus == 8  # set-threads
     assert reqs["quant_batch"].account == "bulkfm"
     assert settings.status_command is None  # sacct, the plugin's default
 
@@ -89,12 +93,14 @@ def test_shipped_profile_against_the_real_cluster(slurm_cluster, tmp_path):
     # Fitted to this node (what a site edits): nothing left.
     assert check_profile(site_profile(tmp_path / "site", slurm_cluster), cluster) == []
     # A typo in the GPU partition, via the CLI handler.
-    cfg = yaml.safe_load((tmp_path / "site" / "config.yaml").read_text())
-    cfg["set-resources"]["train"]["slurm_partition"] = "gpus"
-    (tmp_path / "site" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    sizes_file = tmp_path / "site" / "resources.yaml"
+    sizes = yaml.safe_load(sizes_file.read_text())
+    sizes["resources"]["gpu"]["slurm_partition"] = "gpus"
+    sizes_file.write_text(yaml.safe_dump(sizes))
     parser = argparse.ArgumentParser()
     exec_cli.register(parser.add_subparsers())
     args = parser.parse_args(["slurm-check", "--profile", str(tmp_path / "site")])
     from bulkfm.cli import UserError
-    with pytest.raises(UserError, match=r"rule train: partition 'gpus' does not exist.*set-resources: train: slurm_partition"):
+    with pytest.raises(UserError, match=r"rule gpu \(resources label\): partition 'gpus' does not exist.*"
+                                        r"resources: gpu: slurm_partition in .*resources.yaml"):
         args.func(args)

@@ -3,9 +3,13 @@ accession past row 1,000 (the schema samples only the first rows) and the same r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _plan(run_snakemake, tmp_path, accessions):
@@ -62,3 +66,59 @@ def test_resizing_a_label_resizes_every_rule_that_names_it(run_snakemake, tmp_pa
     sized = {j.split(":", 1)[0]: ("mem_mb=1234" in j and "runtime=7," in j) for j in jobs}
     assert sized["quant_qc"] and sized["split"] and sized["report"]  # small
     assert not sized["matrix"] and not sized["quant_batch"]  # medium; quant's own keys
+
+
+def _job_resources(proc) -> dict[str, str]:
+    """rule -> the `resources:` line of its (last) job in a dry run's output."""
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {j.split(":", 1)[0]: j.split("resources:", 1)[1].split("\n", 1)[0]
+            for j in proc.stdout.split("\nrule ")[1:]}
+
+
+def test_the_gpu_label_sizes_the_accelerator_jobs_and_passes_its_gpu_keys(run_snakemake, tmp_path):
+    # A config overlay sizing the gpu label: its memory/time per attempt and its GPU keys (count,
+    # SLURM partition, gres type) reach the jobs that name it, and no other job.
+    extra = tmp_path / "gpu.yaml"
+    extra.write_text("resources:\n  gpu: {mem_mb: 4321, runtime: 9, gpu: 1, slurm_partition: gpu,"
+                     " gpu_model: a100}\n")
+    jobs = _job_resources(run_snakemake("-n", "--cores", "1", "--configfile", str(extra), "--config",
+                                        f"outdir={tmp_path / 'out'}", check=False))
+    for want in ("mem_mb=4321", "runtime=9", "gpu=1,", "slurm_partition=gpu", "gpu_model=a100"):
+        assert want in jobs["train"], jobs["train"]
+    for rule in ("split", "matrix", "quant_batch", "report"):
+        assert "slurm_partition" not in jobs[rule] and "gpu=" not in jobs[rule], jobs[rule]
+    # As shipped, the gpu label is a CPU job: a local run without a GPU trains on the CPU.
+    shipped = _job_resources(run_snakemake("-n", "--cores", "1", "--config",
+                                           f"outdir={tmp_path / 'out'}", check=False))
+    assert "gpu=0" in shipped["train"] and "mem_mb=8000" in shipped["train"], shipped["train"]
+
+
+def test_the_slurm_profile_sizes_the_labels(run_snakemake, tmp_path):
+    # profiles/slurm sizes the labels in its resources.yaml (its `configfile:`), not rule by rule.
+    import yaml
+
+    sizes = yaml.safe_load((REPO / "profiles" / "slurm" / "resources.yaml").read_text())["resources"]
+    jobs = _job_resources(run_snakemake("-n", "--profile", str(REPO / "profiles" / "slurm"),
+                                        "--config", f"outdir={tmp_path / 'out'}", check=False))
+    gpu, medium = sizes["gpu"], sizes["medium"]
+    for want in (f"mem_mb={gpu['mem_mb']},", f"runtime={gpu['runtime']}", f"gpu={gpu['gpu']}",
+                 f"slurm_partition={gpu['slurm_partition']}", f"gpu_model={gpu['gpu_model']}"):
+        assert want in jobs["train"], jobs["train"]
+    for rule in ("matrix", "metadata_harmonize"):  # medium: the profile's size, the default partition
+        assert f"mem_mb={medium['mem_mb']}," in jobs[rule] and "slurm_partition=debug" in jobs[rule]
+        assert "gpu" not in jobs[rule], jobs[rule]
+    assert "gpu" not in jobs["quant_batch"] and "mem_mb=8000," in jobs["quant_batch"]  # quant's keys
+
+
+def test_every_cluster_profile_sizes_every_label():
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"]
+    for name in ("slurm", "kubernetes"):
+        profile = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
+        assert "set-resources" not in profile or not {"train", "embed", "matrix"} & set(
+            profile["set-resources"]), f"{name}: size the labels, not the rules"
+        sizes = yaml.safe_load((REPO / "profiles" / name / profile["configfile"]).read_text())
+        assert set(sizes["resources"]) == set(config), name
+        assert sizes["resources"]["sized_by"] == f"profiles/{name}/{profile['configfile']}"
+        assert sizes["resources"]["gpu"]["gpu"] >= 1, name

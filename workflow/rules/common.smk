@@ -9,18 +9,12 @@ from bulkfm.common.settings import tracked
 from bulkfm.execution.defaults import check_demo_defaults
 from bulkfm.execution.locks import unlock_hint
 
+include: "resources.smk"
+
 # A lock left by a killed/interrupted run: print the exact --unlock step (Snakemake's own
 # LockException, raised after parsing, does not give the command).
 if _lock_msg := unlock_hint(os.getcwd(), sys.argv):
     print(_lock_msg, file=sys.stderr)
-
-def job_size(label: str) -> dict:
-    """A rule's resources from its size label (config `resources:`), scaled by the attempt so a
-    job retried after running out of memory or time comes back bigger."""
-    size = config["resources"][label]
-    return {"mem_mb": lambda wc, attempt: size["mem_mb"] * attempt,
-            "runtime": lambda wc, attempt: size["runtime"] * attempt}
-
 
 # Whole sections for the commands, in the shell line as globals: Snakemake does not compare
 # these; the rules' params carry only the keys that change outputs (settings.tracked).

@@ -49,9 +49,7 @@ if EM["weights"]:
             opts=["--repr-layer", EM["repr_layer"], "--batch-tokens", EM["batch_tokens"], "--device", EM["device"]],
         threads: EM["threads"]
         resources:
-            mem_mb=EM["mem_mb"],
-            runtime=EM["runtime"],
-            gpu=EM["gpu"],
+            **job_size("gpu"),
         conda:
             "../../envs/bulkfm.yaml"
         shell:

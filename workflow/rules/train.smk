@@ -6,8 +6,14 @@ TR = config["train"]
 # Keys that steer the workflow, not the model (the library names them): everything else goes to
 # `bulkfm train` as JSON.
 from bulkfm.common.settings import JOB_KEYS
+from bulkfm.train.config import from_workflow as _train_config
 
 _TRAIN_WORKFLOW_KEYS = JOB_KEYS["train"]
+# The section as `bulkfm train` reads it (its defaults, its checks), so the rules ask it, not TR.
+try:
+    TRAIN = _train_config(TR)
+except (TypeError, ValueError) as exc:
+    raise WorkflowError(f"config section train: {exc}") from None
 
 
 def train_launcher(nproc: int) -> list[str]:
@@ -46,7 +52,7 @@ rule train:
     input:
         matrix=MODEL_MATRIX,
         split=f"{OUT}/split/splits.tsv",
-        graph=gene_graph() if TR.get("model", {}).get("use_gcn", True) else [],
+        graph=gene_graph() if TRAIN.model.use_gcn else [],
         esm2=esm2_embeddings(),
     output:
         # The checkpoint manifests are written last: they exist only for a finished run.
@@ -67,9 +73,7 @@ rule train:
         launch=lambda wc, resources: train_launcher(int(resources.gpu) or TR["nproc"]),
     threads: TR["threads"]
     resources:
-        mem_mb=TR["mem_mb"],
-        runtime=TR["runtime"],
-        gpu=TR["gpu"],
+        **job_size("gpu"),  # resources.gpu.gpu: 0 = a CPU job (torchrun only for train.nproc > 1)
     conda:
         "../../envs/bulkfm.yaml"
     shell:

@@ -12,7 +12,7 @@ from typing import Any
 # rule keeps them; the rest goes to the command). Here, not in the stage modules, so that
 # parsing the Snakefile imports no torch.
 JOB_KEYS: dict[str, frozenset[str]] = {
-    "train": frozenset({"threads", "nproc", "gpu", "mem_mb", "runtime"}),
+    "train": frozenset({"threads", "nproc"}),
     "generate": frozenset({"metadata", "mem_mb", "runtime"}),
 }
 

@@ -43,6 +43,7 @@ from bulkfm.evaluate.plots import plot_reconstruction, plot_tsne
 from bulkfm.evaluate.probes import probe_cv, probe_repeated_cv, probe_split
 from bulkfm.matrix.store import iter_row_batches, open_matrix
 from bulkfm.model.checkpoint import is_complete, load
+from bulkfm.train.config import saved_config
 from bulkfm.train.data import DataError, apply_mask, random_mask, step_generator
 from bulkfm.train.ddp import pick_device
 from bulkfm.train.embed import iter_embeddings, model_view, readout_of
@@ -133,8 +134,7 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
             raise DataError(f"{record['init']}: the pretrained model's genes differ from "
                             f"{train_dir}'s; it is not the model this run started from")
     if mask_fraction is None:
-        mask_fraction = (json.loads(cfg_path.read_text())["train"]["mask_fraction"]
-                         if cfg_path.exists() else 0.15)
+        mask_fraction = saved_config(train_dir).mask_fraction
     held, train_rows, protocol = _held_out(train_dir, list(matrix.samples))
     rng = np.random.default_rng(seed)
     if len(held) > max_samples:

@@ -78,3 +78,23 @@ def check_demo_defaults(config: Mapping[str, Any], sheet: pd.DataFrame, repo: Pa
             f"config still uses the demo's stand-ins:\n  {lines}\nSet these keys (README, "
             "'Configuration'; e.g. in a --configfile of your own), or set allow_demo_defaults: "
             "true to run with them anyway.")
+
+
+DEMO_SIZES = "config/config.yaml"  # resources.sized_by of the demo's own label sizes
+CLUSTER_EXECUTORS = ("slurm", "kubernetes")
+
+
+def check_label_sizes(config: Mapping[str, Any], executor: str | None) -> None:
+    """A cluster run whose job sizes are still the demo's labels: its profile's resources.yaml
+    was not read (a --configfile on the command line replaces the profile's ``configfile:``).
+    Raise naming the fix; jobs sized for a laptop would be killed or wait on the wrong nodes."""
+    if executor not in CLUSTER_EXECUTORS:
+        return
+    if (config.get("resources") or {}).get("sized_by", DEMO_SIZES) != DEMO_SIZES:
+        return
+    raise ValueError(
+        f"the {executor} run's job sizes are the demo's labels (resources.sized_by: {DEMO_SIZES}): "
+        f"the profile's resources.yaml was not read, because a --configfile on the command line "
+        f"replaces the profile's `configfile:`. Give both: --configfile "
+        f"profiles/{executor}/resources.yaml YOUR.yaml (or size resources: in your own file and "
+        f"set resources.sized_by to its name)")

@@ -178,9 +178,28 @@ class ProfileSettings:
     init_seconds: int | None
 
 
+def _profile_labels(cfg: Mapping[str, Any], folder: Path) -> dict[str, tuple[dict[str, Any], Path]]:
+    """The job-size labels (``resources:``) of the config files the profile reads (``configfile:``,
+    relative to the profile as Snakemake resolves them): label -> (its keys, the file)."""
+    files = cfg.get("configfile") or cfg.get("configfiles") or []
+    labels: dict[str, tuple[dict[str, Any], Path]] = {}
+    for name in [files] if isinstance(files, str) else files:
+        file = folder / str(name) if (folder / str(name)).exists() else Path(str(name))
+        sizes = (yaml.safe_load(file.read_text()) or {}).get("resources") or {}
+        labels.update({k: (dict(v), file) for k, v in sizes.items() if isinstance(v, Mapping)})
+    return labels
+
+
+def label_rule(label: str) -> str:
+    """The name a label's request goes by in the check's messages."""
+    return f"{label} (resources label)"
+
+
 def requests_from_profile(profile: str | Path) -> ProfileSettings:
-    """Per-rule requests as a profile states them: default-resources merged with set-resources and
-    set-threads, one request for the defaults and one per rule named in the profile."""
+    """Requests as a profile states them: default-resources merged with each job-size label of
+    the profile's config file (memory, partition, GPUs) and with set-resources and set-threads of
+    each rule it names (CPUs, against the default partition: which label a rule takes is the
+    workflow's; the workflow's own check at start sees every job exactly)."""
     path = Path(profile)
     path = path / "config.yaml" if path.is_dir() else path
     cfg = yaml.safe_load(path.read_text()) or {}
@@ -190,6 +209,9 @@ def requests_from_profile(profile: str | Path) -> ProfileSettings:
     base_where = {k: f"default-resources: {k} in {path}" for k in
                   ("slurm_partition", "slurm_account", "mem_mb", "cpus_per_task", "gpu", "gpu_model")}
     requests = [_request(DEFAULT, defaults, None, dict(base_where))]
+    for label, (size, file) in sorted(_profile_labels(cfg, path.parent).items()):
+        where = {**base_where, **{k: f"resources: {label}: {k} in {file}" for k in size}}
+        requests.append(_request(label_rule(label), {**defaults, **size}, None, where))
     for rule in sorted(set(per_rule) | set(threads)):
         res = {**defaults, **per_rule.get(rule, {})}
         where = dict(base_where)
@@ -217,8 +239,8 @@ def requests_from_jobs(jobs: Iterable[Any]) -> list[Request]:
         get = (lambda k, _r=res: _r.get(k)) if hasattr(res, "get") else (lambda k, _r=res: getattr(_r, k, None))
         values = {k: get(k) for k in ("slurm_partition", "slurm_account", "cpus_per_task", "mem_mb",
                                       "gpu", "gpu_model", "gres")}
-        where = {k: f"the profile's set-resources: {job.rule.name}: {k} (or default-resources: {k})"
-                 for k in values}
+        where = {k: f"the rule's resources label (the profile's resources.yaml), set-resources: "
+                    f"{job.rule.name}: {k} or default-resources: {k}" for k in values}
         req = _request(job.rule.name, values, getattr(job, "threads", None), where)
         old = by_rule.get(req.rule)
         if old is None or (req.mem_mb or 0, req.cpus or 0, req.gpus) > (old.mem_mb or 0, old.cpus or 0, old.gpus):

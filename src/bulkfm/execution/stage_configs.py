@@ -15,8 +15,7 @@ def check_stage_configs(config: Mapping[str, Any]) -> None:
     from bulkfm.generate.train import GenTrainConfig
     from bulkfm.metadata.config import load_config as metadata_config
     from bulkfm.sra.config import SraConfig
-    from bulkfm.train.config import WORKFLOW_KEYS as TRAIN_JOB
-    from bulkfm.train.config import from_dict as train_config
+    from bulkfm.train.config import from_workflow as train_config
 
     def stage(name: str, job: frozenset[str] = frozenset()) -> dict[str, Any]:
         return {k: v for k, v in (config.get(name) or {}).items() if k not in job}
@@ -24,7 +23,7 @@ def check_stage_configs(config: Mapping[str, Any]) -> None:
     checks = (
         ("sra", lambda: SraConfig.from_mapping(stage("sra"))),
         ("metadata", lambda: metadata_config(json.dumps(stage("metadata")))),
-        ("train", lambda: train_config(stage("train", TRAIN_JOB))),
+        ("train", lambda: train_config(config.get("train") or {})),
         ("generate", lambda: GenTrainConfig.from_dict(stage("generate", GEN_JOB))),
     )
     for name, read in checks:

@@ -2,12 +2,24 @@
 
 ``bulkfm.model.load(path)`` loads a checkpoint (or a ``bulkfm train`` output directory) with
 no workflow around it.
+
+The names are imported on first use, so that ``bulkfm.model.config`` (read while the Snakefile
+is parsed) imports no torch.
 """
 
-from bulkfm.model.autoencoder import Autoencoder
-from bulkfm.model.bulkformer import BulkFormer
-from bulkfm.model.checkpoint import CheckpointError, load, save_checkpoint
-from bulkfm.model.config import ModelConfig
+from __future__ import annotations
 
-__all__ = ["Autoencoder", "BulkFormer", "CheckpointError", "ModelConfig", "load",
-           "save_checkpoint"]
+import importlib
+from typing import Any
+
+_WHERE = {"Autoencoder": "autoencoder", "BulkFormer": "bulkformer",
+          "CheckpointError": "checkpoint", "load": "checkpoint", "save_checkpoint": "checkpoint",
+          "ModelConfig": "config", "ModelSpec": "config"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -6,12 +6,19 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _add_split(subparsers)
+    _add_train(subparsers)
+    _add_embed(subparsers)
+
+
+def _add_split(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "split", help="train/val/test split by group (study, BioProject, participant)",
         description="Assign every sample to train, val or test so that no group spans two "
@@ -29,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="splits.tsv to write")
     p.set_defaults(func=run_split)
 
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
     t = subparsers.add_parser(
         "train", help="train the autoencoder, then the graph transformer (resumable, DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train)
 
+
+def _add_embed(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser(
         "embed-samples", help="sample and gene embeddings of a trained model for a matrix",
         description="Writes OUT/sample_embeddings.parquet (sample_id, pca_* = PCA of the raw "
@@ -141,16 +152,8 @@ def run_train(args: argparse.Namespace) -> int:
             tcfg = from_dict(json.loads(args.config_json))
         else:
             tcfg = load_config(args.config)
-        if args.graph:
-            tcfg.graph = args.graph
-        if args.esm2:
-            tcfg.esm2 = args.esm2
-        if args.device:
-            tcfg.device = args.device
-        if args.init:
-            tcfg.init = args.init
-        if args.gene_table:
-            tcfg.gene_table = args.gene_table
+        given = {k: getattr(args, k) for k in ("graph", "esm2", "device", "init", "gene_table")}
+        tcfg = replace(tcfg, **{k: v for k, v in given.items() if v})  # flags win
         out = train(args.matrix, args.out, tcfg, labels=args.labels, splits=args.splits,
                     resume=args.resume, progress=not args.no_progress,
                     restart_on_change=args.on_config_change == "restart")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,7 @@ from typing import Any
 import yaml
 
 from bulkfm.common.settings import JOB_KEYS, check_keys
-from bulkfm.model.config import ModelConfig
-
-_MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"n_genes", "esm2_dim", "seed"}
+from bulkfm.model.config import ModelConfig, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ WORKFLOW_KEYS = JOB_KEYS["train"]
 # Performer layers, FF x4, 256 random features, a token MLP, expression embedding zeroed at
 # masked genes, max pooling, lr 1e-4, the sample context trained jointly in stage 2) at the cpu
 # preset's widths; docs/model.md lists each difference to the default with its measured reason.
-_CPU_MODEL = {"ae_hidden": [512, 128], "ae_latent": 64, "d_model": 64, "n_heads": 4,
+_CPU_MODEL = {"ae_hidden": (512, 128), "ae_latent": 64, "d_model": 64, "n_heads": 4,
               "nb_features": 32}
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"max_genes": 0, "model": {}},
@@ -46,18 +45,31 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 _DEFAULT_LR = 1e-3
+# The sizes ``auto`` can resolve to (full on a GPU, cpu on a CPU): a config must be valid for both.
+_AUTO_SIZES = ("full", "cpu")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageConfig:
     steps: int
     lr: float
     batch_size: int
 
 
-@dataclass
+def _model_for(size: str, given: Mapping[str, Any]) -> ModelSpec:
+    """The model of ``size``'s preset with the keys a config gives on top."""
+    try:
+        return ModelSpec(**{**SIZES[size]["model"], **given})
+    except ValueError as exc:
+        raise ValueError(f"train.model: {exc} (size {size})") from None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    model: ModelSpec = field(default_factory=ModelSpec)
+    # The model keys the config states: they win over the size preset, which fills the others
+    # (``resolved``). None = the keys whose value differs from ModelSpec's default.
+    model_set: frozenset[str] | None = field(default=None, repr=False, compare=False)
     # Size preset filling max_genes and the model's size keys left out: auto = full on a GPU,
     # cpu on a CPU (``resolved``); keys that are given always win.
     size: str = "auto"
@@ -72,10 +84,8 @@ class TrainConfig:
     # Stage 2: extra fraction of the observed genes hidden from the frozen AE context (training
     # only), to make the AE err on train samples as on unseen ones. Off: no gain on TCGA.
     context_extra_mask: float = 0.0
-    ae: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=_DEFAULT_LR,
-                                                                 batch_size=32))
-    transformer: StageConfig = field(default_factory=lambda: StageConfig(
-        steps=300, lr=_DEFAULT_LR, batch_size=8))
+    ae: StageConfig = StageConfig(steps=300, lr=_DEFAULT_LR, batch_size=32)
+    transformer: StageConfig = StageConfig(steps=300, lr=_DEFAULT_LR, batch_size=8)
     weight_decay: float = 0.01
     warmup_steps: int = 20
     grad_clip: float = 1.0
@@ -107,11 +117,26 @@ class TrainConfig:
     bf16: str | bool = "auto"  # auto = on for CUDA GPUs that support it
     num_threads: int = 0  # CPU threads per process; 0 = torch's default
 
+    def __post_init__(self) -> None:
+        if self.model_set is None:
+            default = ModelSpec()
+            object.__setattr__(self, "model_set", frozenset(
+                k for k in ModelSpec.keys() if getattr(self.model, k) != getattr(default, k)))
+        self._check()
+        given = self.given_model()
+        for size in _AUTO_SIZES if self.size == "auto" else (self.size,):
+            _model_for(size, given)  # every model this config can resolve to is valid
+
+    def given_model(self) -> dict[str, Any]:
+        """The model keys this config states (the size preset never overrides them)."""
+        return {k: getattr(self.model, k) for k in sorted(self.model_set or ())}
+
     def resolved(self, device_type: str) -> TrainConfig:
         """This config with ``size`` applied for a run on ``device_type`` ("cpu", "cuda")."""
         size = self.size if self.size != "auto" else ("full" if device_type == "cuda" else "cpu")
         preset = SIZES[size]
-        filled = {k: v for k, v in preset["model"].items() if k not in self.model}
+        given = self.given_model()
+        filled = {k: v for k, v in preset["model"].items() if k not in given}
         max_genes = preset["max_genes"] if self.max_genes is None else self.max_genes
         if self.size == "auto" and (filled or self.max_genes is None and max_genes):
             log.warning("size: %s on %s (set size: full or the keys to change it): "
@@ -122,19 +147,22 @@ class TrainConfig:
             extra["transformer"] = replace(self.transformer, lr=train["transformer_lr"])
         if "joint_context" in train:
             extra["joint_context"] = train["joint_context"]
-        return replace(self, size=size, max_genes=max_genes, model={**filled, **self.model},
-                       **extra)
+        return replace(self, size=size, max_genes=max_genes, model=_model_for(size, given),
+                       model_set=ModelSpec.keys(), **extra)
 
-    def model_config(self, n_genes: int, esm2_dim: int) -> ModelConfig:
-        return ModelConfig(n_genes=n_genes, esm2_dim=esm2_dim, seed=self.seed, **self.model)
+    def model_config(self, n_genes: int, esm2_dim: int, **data: Any) -> ModelConfig:
+        """The model for this data; ``data``: switches the data decides (no ESM2 file ->
+        use_esm2 False, no graph -> use_gcn False)."""
+        spec = {k: getattr(self.model, k) for k in ModelSpec.keys()}
+        return ModelConfig(**{**spec, **data}, n_genes=n_genes, esm2_dim=esm2_dim,
+                           seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["model_set"]
+        return d
 
-    def validate(self) -> TrainConfig:
-        unknown = set(self.model) - _MODEL_KEYS
-        if unknown:
-            raise ValueError(f"unknown model keys {sorted(unknown)}; known: {sorted(_MODEL_KEYS)}")
+    def _check(self) -> None:
         if self.size not in ("auto", *SIZES):
             raise ValueError(f"size must be auto, {' or '.join(SIZES)}; got {self.size!r}")
         if self.max_genes is not None and self.max_genes < 0:
@@ -156,40 +184,50 @@ class TrainConfig:
             raise ValueError("knn_k >= 1, max_reference >= 1 and embed_pca >= 0 required")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("checkpoint_every and keep_checkpoints must be >= 1")
-        self._check_model_shapes()
-        return self
-
-    def _check_model_shapes(self) -> None:
-        """Cross-field rules of the model, for every size this config can resolve to (auto:
-        cpu and full), so a bad pair stops before stage 1 trains, not after."""
-        sizes = list(SIZES) if self.size == "auto" else [self.size]
-        base = ModelConfig(n_genes=1)
-        for size in sizes:
-            m = {**SIZES[size]["model"], **self.model}
-            d, h = m.get("d_model", base.d_model), m.get("n_heads", base.n_heads)
-            if h < 1 or d % h:
-                raise ValueError(f"train.model: d_model {d} is not divisible by n_heads {h} "
-                                 f"(size {size}); set both so that d_model % n_heads == 0")
 
 
-def from_dict(data: dict[str, Any] | None) -> TrainConfig:
+def from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
+    """The ``train:`` section (or a ``bulkfm train --config`` file) -> TrainConfig."""
     data = dict(data or {})
-    check_keys(data, {f.name for f in fields(TrainConfig)}, "train")
-    check_keys(data.get("model"), _MODEL_KEYS, "train.model")
-    defaults = TrainConfig()
+    check_keys(data, KEYS, "train")
+    given = dict(data.pop("model", None) or {})
+    check_keys(given, ModelSpec.keys(), "train.model")
     for name in ("ae", "transformer"):
         if name in data:
             check_keys(data[name], {f.name for f in fields(StageConfig)}, f"train.{name}")
-            stage = {**asdict(getattr(defaults, name)), **(data[name] or {})}
+            stage = {**asdict(getattr(TrainConfig, name)), **(data[name] or {})}
             data[name] = StageConfig(int(stage["steps"]), float(stage["lr"]),
                                      int(stage["batch_size"]))
-    return TrainConfig(**data).validate()
+    # Unresolved, the model is the full size's (ModelSpec's defaults) plus the given keys.
+    model = _model_for("full", given) if data.get("size", "auto") == "auto" else (
+        _model_for(data["size"], given) if data["size"] in SIZES else ModelSpec())
+    return TrainConfig(model=model, model_set=frozenset(given), **data)
+
+
+def from_workflow(section: Mapping[str, Any]) -> TrainConfig:
+    """The workflow's ``train:`` section without the job's own keys (threads, gpu, ...)."""
+    return from_dict({k: v for k, v in section.items() if k not in WORKFLOW_KEYS})
+
+
+def saved_config(train_dir: str | os.PathLike[str]) -> TrainConfig:
+    """The config a ``bulkfm train`` directory was trained with (DIR/config.json; defaults
+    when it has none). Keys an older bulkfm wrote and no longer reads are left out."""
+    path = Path(train_dir) / "config.json"
+    if not path.exists():
+        return TrainConfig()
+    data = dict(json.loads(path.read_text()).get("train") or {})
+    data["model"] = {k: v for k, v in (data.get("model") or {}).items()
+                     if k in ModelSpec.keys()}
+    try:
+        return from_dict({k: v for k, v in data.items() if k in KEYS})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def load_config(path: str | os.PathLike[str] | None) -> TrainConfig:
     """YAML/JSON file -> TrainConfig. A workflow config with a ``train:`` section works too."""
     if path is None:
-        return TrainConfig().validate()
+        return TrainConfig()
     text = Path(path).read_text()
     data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
     if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict):
@@ -198,3 +236,6 @@ def load_config(path: str | os.PathLike[str] | None) -> TrainConfig:
         return from_dict(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"model_set"}

@@ -37,6 +37,7 @@ import pandas as pd
 
 from bulkfm.embed.gene_ids import match_genes
 from bulkfm.model.checkpoint import CheckpointError, is_complete, verify
+from bulkfm.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ class Pretrained:
     @property
     def model_dir(self) -> Path:
         return self.path / "model"
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """The pretrained model's architecture (its checkpoint's config.json)."""
+        return ModelConfig.from_dict(json.loads((self.model_dir / "config.json").read_text())["model"])
 
     @property
     def ae_dir(self) -> Path:

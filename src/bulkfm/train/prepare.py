@@ -29,6 +29,7 @@ import torch
 
 from bulkfm.common.atomic import atomic_path, write_text_atomic
 from bulkfm.matrix.store import ExpressionMatrix, open_matrix
+from bulkfm.model.config import ModelSpec
 from bulkfm.train.config import TrainConfig
 from bulkfm.train.data import DataError, SubsetMatrix, gene_moments, select_genes, split_rows
 from bulkfm.train.split import make_split, read_groups, read_split, write_split
@@ -78,6 +79,9 @@ def check_resume(out: Path, tcfg: TrainConfig, matrix_path: str,
     if not cfg_path.exists():
         return
     old = json.loads(cfg_path.read_text()).get("fingerprint", {})
+    if isinstance(old.get("model"), dict):
+        # Written before the model was typed: only the keys that differed from the defaults.
+        old["model"] = json.loads(json.dumps({**ModelSpec().to_dict(), **old["model"]}))
     new = json.loads(json.dumps(_fingerprint(tcfg, matrix_path, splits)))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
@@ -100,8 +104,28 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
     samples = list(matrix.samples)
     if len(set(samples)) != len(samples):
         raise DataError(f"{matrix_path}: duplicate sample ids")
+    train_rows = _write_split(out / "splits.tsv", samples, tcfg, labels, splits)
+    if tcfg.init:
+        _prepare_init(out, matrix, matrix_path, tcfg, samples, splits)
+        return
+    data = _model_genes(out, matrix, matrix_path, train_rows, tcfg, progress)
 
-    split_path = out / "splits.tsv"
+    use_gcn = tcfg.model.use_gcn
+    graph_path = out / "graph" / "edges.parquet"
+    if use_gcn and not tcfg.graph and not graph_path.exists():
+        _build_graph(data, train_rows, tcfg, graph_path, progress)
+
+    use_esm2 = bool(tcfg.model.use_esm2 and tcfg.esm2)
+    if tcfg.model.use_esm2 and not tcfg.esm2:
+        log.warning("no ESM2 file given (esm2: null): gene identity is a learned nn.Embedding")
+    _write_record(out, tcfg, matrix_path, splits, n_samples=len(samples), n_genes=len(data.genes),
+                  resolved={"use_esm2": use_esm2, "use_gcn": use_gcn,
+                            "graph": tcfg.graph or (str(graph_path) if use_gcn else None)})
+
+
+def _write_split(split_path: Path, samples: list[str], tcfg: TrainConfig, labels: str | None,
+                 splits: str | None) -> np.ndarray:
+    """DIR/splits.tsv (a given split file, else made by group); returns the train rows."""
     if not split_path.exists():
         if splits:
             table = read_split(splits, samples)
@@ -119,11 +143,14 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
     train_rows = split_rows(split, samples, "train")
     if len(train_rows) < 2:
         raise DataError(f"{split_path}: {len(train_rows)} train sample(s); need at least 2")
+    return train_rows
 
+
+def _model_genes(out: Path, matrix: ExpressionMatrix, matrix_path: str, train_rows: np.ndarray,
+                 tcfg: TrainConfig, progress: bool) -> SubsetMatrix:
+    """DIR/genes.txt and gene_stats.parquet (top max_genes by train variance); the matrix
+    restricted to those genes."""
     genes_path, stats_path = out / "genes.txt", out / "gene_stats.parquet"
-    if tcfg.init:
-        _prepare_init(out, matrix, matrix_path, tcfg, samples, splits)
-        return
     if not genes_path.exists() or not stats_path.exists():
         moments = gene_moments(matrix, train_rows, progress=progress)
         keep = select_genes(moments, tcfg.max_genes)
@@ -140,22 +167,20 @@ def prepare(out: Path, matrix_path: str, tcfg: TrainConfig, *, labels: str | Non
     if missing:
         raise DataError(f"{matrix_path}: {len(missing)} genes of {genes_path} are missing (e.g. "
                         f"{missing[0]}); {out} was prepared from another matrix")
-    data = SubsetMatrix(matrix, np.array([position[g] for g in genes]), genes)
+    return SubsetMatrix(matrix, np.array([position[g] for g in genes]), genes)
 
-    use_gcn = tcfg.model.get("use_gcn", True)
-    graph_path = out / "graph" / "edges.parquet"
-    if use_gcn and not tcfg.graph and not graph_path.exists():
-        _build_graph(data, train_rows, tcfg, graph_path, progress)
 
-    use_esm2 = bool(tcfg.model.get("use_esm2", True) and tcfg.esm2)
-    if tcfg.model.get("use_esm2", True) and not tcfg.esm2:
-        log.warning("no ESM2 file given (esm2: null): gene identity is a learned nn.Embedding")
-    if not (out / "config.json").exists():
-        record = {"train": tcfg.to_dict(), "fingerprint": _fingerprint(tcfg, matrix_path, splits),
-                  "matrix": str(matrix_path), "n_samples": len(samples), "n_genes": len(genes),
-                  "resolved": {"use_esm2": use_esm2, "use_gcn": use_gcn,
-                               "graph": tcfg.graph or (str(graph_path) if use_gcn else None)}}
-        write_text_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
+def _write_record(out: Path, tcfg: TrainConfig, matrix_path: str, splits: str | None, *,
+                  n_samples: int, n_genes: int, resolved: dict[str, Any],
+                  init: str | None = None) -> None:
+    """DIR/config.json, written last: the resolved config, its fingerprint and the switches
+    the data decided (no ESM2 file, no graph)."""
+    if (out / "config.json").exists():
+        return
+    record = {"train": tcfg.to_dict(), "fingerprint": _fingerprint(tcfg, matrix_path, splits),
+              "matrix": str(matrix_path), "n_samples": n_samples, "n_genes": n_genes,
+              **({"init": init} if init else {}), "resolved": resolved}
+    write_text_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
 
 
 def _prepare_init(out: Path, matrix: ExpressionMatrix, matrix_path: str, tcfg: TrainConfig,
@@ -173,23 +198,19 @@ def _prepare_init(out: Path, matrix: ExpressionMatrix, matrix_path: str, tcfg: T
         shutil.copyfile(pre.path / "gene_stats.parquet", out / "gene_stats.parquet")
         write_text_atomic(out / "genes.txt", "\n".join(pre.genes) + "\n")
         write_gene_map(out / "gene_map.tsv", pre.genes, matrix.genes, index)
-    model_cfg = json.loads((pre.model_dir / "config.json").read_text())["model"]
+    model_cfg = pre.model_config
     graph = pre.graph
     if graph is not None and not (out / "graph" / "edges.parquet").exists():
         (out / "graph").mkdir(exist_ok=True)
         shutil.copyfile(graph, out / "graph" / "edges.parquet")
-    if tcfg.model:
+    if tcfg.model_set:
         log.info("init: the architecture is the pretrained model's (%s); model keys of this "
                  "config are not used", pre.model_dir)
-    if not (out / "config.json").exists():
-        record = {"train": tcfg.to_dict(), "fingerprint": _fingerprint(tcfg, matrix_path, splits),
-                  "matrix": str(matrix_path), "n_samples": len(samples),
-                  "n_genes": len(pre.genes), "init": str(pre.path),
-                  "resolved": {"use_esm2": bool(model_cfg.get("use_esm2")),
-                               "use_gcn": bool(model_cfg.get("use_gcn")),
-                               "graph": str(out / "graph" / "edges.parquet")
-                               if graph is not None else None}}
-        write_text_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
+    _write_record(out, tcfg, matrix_path, splits, n_samples=len(samples),
+                  n_genes=len(pre.genes), init=str(pre.path),
+                  resolved={"use_esm2": model_cfg.use_esm2, "use_gcn": model_cfg.use_gcn,
+                            "graph": str(out / "graph" / "edges.parquet")
+                            if graph is not None else None})
 
 
 def _build_graph(data: SubsetMatrix, train_rows: np.ndarray, tcfg: TrainConfig, path: Path,
@@ -224,10 +245,8 @@ def load_prepared(out: Path, matrix_path: str, tcfg: TrainConfig) -> Prepared:
         from bulkfm.train.init import open_pretrained, read_gene_map
 
         pre = open_pretrained(record["init"])
-        mask_value = json.loads((pre.model_dir / "config.json").read_text())["model"].get(
-            "mask_value", -10.0)
         data = SubsetMatrix(matrix, read_gene_map(out / "gene_map.tsv", matrix.genes), genes,
-                            fill=mask_value)
+                            fill=pre.model_config.mask_value)
         # Graph and ESM2 table come with the pretrained weights.
         return Prepared(matrix=matrix, data=data, genes=genes, split=split,
                         train_rows=split_rows(split, samples, "train"),

@@ -109,10 +109,9 @@ def _modules(prep, tcfg: TrainConfig, out: Path) -> tuple[torch.nn.Module, BulkF
                  "kept)", prep.init.path)
         return ae, model, model.config
     cfg = tcfg.model_config(len(prep.genes),
-                            int(prep.esm2.shape[1]) if prep.esm2 is not None else 0)
-    cfg.use_esm2 = prep.use_esm2
-    if prep.edge_index is None:
-        cfg.use_gcn = False
+                            int(prep.esm2.shape[1]) if prep.esm2 is not None else 0,
+                            use_esm2=prep.use_esm2,
+                            use_gcn=tcfg.model.use_gcn and prep.edge_index is not None)
     stats = pd.read_parquet(out / "gene_stats.parquet")
     gmean = torch.tensor(stats["mean"].to_numpy(np.float32))
     gstd = torch.tensor(stats["std"].to_numpy(np.float32))
