@@ -163,3 +163,9 @@ def test_unknown_line_name_is_listed_with_its_key(harm):
     assert f["cell_line"].empty and f["sex"].empty
     rows = [r for r in review if r["field"] == "cell_line"]
     assert rows and rows[0]["raw_value"] == "QZX-77b" and "cell line: no cell line of this name found" in rows[0]["source"]
+
+
+def test_an_immortalised_line_written_without_its_htert_prefix(harm):
+    f, _ = _run(harm, **{"cell line": "RPE1 TP53-/-"})
+    assert f["cell_line"].ontology_id == "CVCL_4388"  # hTERT-RPE1
+    assert f["sex"].ontology_id == FEMALE

@@ -24,7 +24,7 @@ from bulkfm.common.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 7
+INDEX_VERSION = 8
 # What the harmonizer needs. NCBITaxon (3 GB to load) and the fly/worm/fish ontologies are left out.
 DEFAULT_ONTOLOGIES: tuple[str, ...] = ("UBERON", "CL", "MONDO", "EFO", "PATO", "HsapDv", "CVCL", "CHEBI")
 # Ontologies whose ancestor sets are kept (CVCL/CHEBI are flat or not scored by depth; keeping
@@ -258,6 +258,9 @@ def _obo_terms(ontology: str, path: Path) -> tuple[dict[str, Term], str]:
     return terms, f"file:{path.name}:{digest}"
 
 
+_IMMORTALISED = re.compile(r"^hTERT[\s-]+", re.I)
+
+
 def _build_lookup(index: TermIndex) -> None:
     for tid, label in index.flat.items():
         onto = prefix_of(tid)
@@ -272,6 +275,12 @@ def _build_lookup(index: TermIndex) -> None:
             if key:
                 index.lookup.setdefault(onto, {}).setdefault(key, []).append((tid, "label"))
                 index.common_compact.add(key.replace(" ", ""))
+    for tid, label in index.flat.items():
+        rest = _IMMORTALISED.sub("", label) if prefix_of(tid) == "CVCL" else label
+        if rest != label and len(compact(rest)) >= 3 and compact(rest) not in index.compact_lookup:
+            # an hTERT-immortalised line written without the prefix ('RPE1 TP53-/-' for
+            # hTERT-RPE1), unless a line of its own has that name
+            index.compact_lookup[compact(rest)] = [tid]
     cell_line_classes = {t.id for t in index.terms.values()
                          if t.ontology == "EFO" and t.label and t.label.endswith("cell line")}
     for t in index.terms.values():
