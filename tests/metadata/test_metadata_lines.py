@@ -169,3 +169,10 @@ def test_an_immortalised_line_written_without_its_htert_prefix(harm):
     f, _ = _run(harm, **{"cell line": "RPE1 TP53-/-"})
     assert f["cell_line"].ontology_id == "CVCL_4388"  # hTERT-RPE1
     assert f["sex"].ontology_id == FEMALE
+
+
+def test_a_derived_line_with_its_own_record_takes_what_the_record_lacks_from_its_parent(harm):
+    rec = harm.lines.record("CVCL_6911")  # HEK293-FT: an EFO term of its own, no donor sex in it
+    assert rec.sex == ("female", FEMALE) and rec.basis["sex"].startswith("parent line HEK293:")
+    f, _ = _run(harm, **{"cell line": "293FT"})
+    assert f["cell_line"].ontology_id == "CVCL_6911" and f["sex"].ontology_id == FEMALE

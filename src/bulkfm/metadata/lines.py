@@ -173,7 +173,22 @@ class CellLineRecords:
             self._first_named(rec, "tissue", classed + described)
         self._first_named(rec, "cell_type", classed + described)
         self._sex(rec, desc, where)
+        if depth == 0 and (rec.sex is None or rec.disease is None):
+            self._from_parent(rec, depth)
         return rec
+
+    def _from_parent(self, rec: LineRecord, depth: int) -> None:
+        """A derived line whose own record lacks the donor's sex or disease ('HEK293-FT') takes
+        them from its parent: the same donor."""
+        parent = self.parent(rec.line)
+        if parent is None:
+            return
+        base = self._memo.get(parent) or self._build(parent, depth + 1)
+        self._memo.setdefault(parent, base)
+        for fld in ("sex", "disease"):
+            if getattr(rec, fld) is None and getattr(base, fld) is not None:
+                setattr(rec, fld, getattr(base, fld))
+                rec.basis[fld] = f"parent line {base.name}: {base.basis[fld]}"
 
     def _tabled(self, line: str) -> bool:
         """A line one of the bundled tables records (it has a record of its own)."""
