@@ -37,9 +37,9 @@ def test_train_writes_loadable_outputs(tcga_small, tiny_config: Path, tmp_path: 
     assert list(metrics.groupby("stage")["step"].max()) == [6, 6]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["resolved"]["use_esm2"] is False  # no esm2.pt given -> learned gene embedding
-    # embed-samples on the same matrix
+    # bulkfm embed (sample embeddings) on the same matrix
     emb = tmp_path / "emb"
-    assert main(["embed-samples", str(out), "--matrix", str(matrix), "-o", str(emb)]) == 0
+    assert main(["embed", str(out), "--matrix", str(matrix), "-o", str(emb)]) == 0
     s = pd.read_parquet(emb / "sample_embeddings.parquet")
     g = pd.read_parquet(emb / "gene_embeddings.parquet")
     n_train = int((pd.read_csv(out / "splits.tsv", sep="\t")["split"] == "train").sum())

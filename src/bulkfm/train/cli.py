@@ -1,4 +1,4 @@
-"""CLI: ``bulkfm split``, ``bulkfm train``, ``bulkfm embed-samples``."""
+"""CLI: ``bulkfm split``, ``bulkfm train``, ``bulkfm embed`` (sample embeddings)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser(
-        "embed-samples", help="sample and gene embeddings of a trained model for a matrix",
+        "embed", help="sample embeddings (and contextual gene embeddings) of a trained model "
+                      "for a matrix",
         description="Writes OUT/sample_embeddings.parquet (sample_id, pca_* = PCA of the raw "
                     "log1p fitted on the training samples, emb_* = pooled final hidden states, "
                     "ae_* = AE latent; the model's sample embedding is pca_* + emb_*) and "
