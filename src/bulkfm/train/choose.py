@@ -130,13 +130,15 @@ def _blocks(model, readout, data, rows: np.ndarray, batch_size: int, device
     return {b: np.concatenate(v) if v else None for b, v in got.items()}
 
 
-def _labelled(labels: str | None, samples: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(label, group) per sample (None where unlabelled), or None without a labels file."""
+def _labelled(labels: str | None, samples: list[str],
+              matrix_samples: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(label, group) per sample of ``samples`` (NaN where unlabelled), or None without a
+    labels file."""
     if not labels:
         return None
     from bulkfm.evaluate.run import read_labels
 
-    table = read_labels(labels, samples).set_index("sample_id")
+    table = read_labels(labels, matrix_samples).set_index("sample_id")
     lab = table["label"].reindex(samples).to_numpy(dtype=object)
     grp = table["group"].reindex(samples).to_numpy(dtype=object)
     return lab, grp
@@ -155,7 +157,8 @@ def fit_sample_embedding(model, readout, data, train_rows: np.ndarray, val_rows:
         available = [{"pooled": 1.0}]
     train_parts = {b: x[is_train] if x is not None else None for b, x in parts.items()}
     weights, report = _choose_weights(available, parts, train_parts, is_train,
-                                      _labelled(labels, [str(data.samples[i]) for i in rows]),
+                                      _labelled(labels, [str(data.samples[i]) for i in rows],
+                                                [str(s) for s in data.samples]),
                                       seed)
     emb = _embedding(train_parts, weights, seed)
     emb.report.update(report)
