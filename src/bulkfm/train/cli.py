@@ -12,6 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_split(subparsers)
+    _register_train(subparsers)
+    _register_embed(subparsers)
+
+
+def _register_split(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "split", help="train/val/test split by group (study, BioProject, participant)",
         description="Assign every sample to train, val or test so that no group spans two "
@@ -29,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="splits.tsv to write")
     p.set_defaults(func=run_split)
 
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
     t = subparsers.add_parser(
         "train", help="train the autoencoder, then the graph transformer (resumable, DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,13 +77,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train)
 
+
+def _register_embed(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser(
         "embed", help="sample embeddings (and contextual gene embeddings) of a trained model "
                       "for a matrix",
-        description="Writes OUT/sample_embeddings.parquet (sample_id, pca_* = PCA of the raw "
-                    "log1p fitted on the training samples, emb_* = pooled final hidden states, "
-                    "ae_* = AE latent; the model's sample embedding is pca_* + emb_*) and "
-                    "OUT/gene_embeddings.parquet.")
+        description="Writes OUT/sample_embeddings.parquet (sample_id, embedding_* = the "
+                    "model's sample embedding, as defined in DIR/readout when it was trained; "
+                    "then its blocks: pca_* = PCA of the raw log1p fitted on the training "
+                    "samples, emb_* = pooled final hidden states, ae_* = AE latent) and "
+                    "OUT/gene_embeddings.parquet. (ESM2 gene embeddings: bulkfm embed-genes.)")
     e.add_argument("checkpoint", help="checkpoint dir or bulkfm train output dir")
     e.add_argument("--matrix", required=True)
     e.add_argument("-o", "--output", required=True, help="output directory")
