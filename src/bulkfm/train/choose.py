@@ -90,16 +90,16 @@ def choose_ae_mask(stage: Stage, prep, tcfg, out: Path, d, stop, metrics: Metric
     log.info("ae: chose training mask fraction %g of %s (validation masked-gene MSE %s, fixed "
              "%g masks)", best, values, {k: round(v, 4) for k, v in scores.items()},
              tcfg.mask_fraction)
-    if d.main:
-        with atomic_path(out / stage.name) as tmp:
-            shutil.copytree(_candidate_dir(out, best) / stage.name, tmp)
-        _copy_metrics(_candidate_dir(out, best) / "metrics.csv", metrics)
+    if d.main:  # the record first: a rerun after a stop in between copies again
         record = {"ae_mask_fraction": {
             "chosen": best, "candidates": values, "validation_masked_mse": scores,
             "criterion": f"masked-gene MSE of the AE on the validation split, fixed "
                          f"{tcfg.mask_fraction:g} masks",
             "n_val_samples": int(len(prep.val_rows))}}
         write_text_atomic(done, json.dumps(record, indent=2) + "\n")
+        _copy_metrics(_candidate_dir(out, best) / "metrics.csv", metrics)
+        with atomic_path(out / stage.name) as tmp:
+            shutil.copytree(_candidate_dir(out, best) / stage.name, tmp)
     d.barrier()
     return best
 
