@@ -38,7 +38,8 @@ def variants(parts: dict[str, np.ndarray], tr: np.ndarray) -> dict[str, np.ndarr
     for w in ((1, 1, 1), (1, 1, 0), (1, 0, 1)):
         cat = np.hstack([wi * std(parts[b]) for wi, b in zip(w, ("pca", "ae", "pooled"))
                          if wi])
-        out[f"mix{w}"] = PCA(50, random_state=0).fit(cat[tr]).transform(cat)
+        k = min(50, int(tr.sum()) - 1, cat.shape[1])
+        out[f"mix{w}"] = PCA(k, random_state=0).fit(cat[tr]).transform(cat)
     return out
 
 
