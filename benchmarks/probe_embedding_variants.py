@@ -1,42 +1,101 @@
 """Probe ablation of sample-embedding variants on the finished default runs of
-benchmarks/train_datasets.py:  python benchmarks/probe_embedding_variants.py /tmp/bench13
+benchmarks/train_datasets.py:
 
-Variants: the readout PCA (fitted on the training samples) alone, with the AE latent, with
-the pooled hidden states (the default embedding), and all three. Held-out = fit on train,
-score on test; rcv = repeated grouped 5-fold CV over train + test (3 repeats)."""
-import sys, numpy as np, pandas as pd, torch
-torch.set_num_threads(1)
+    python benchmarks/probe_embedding_variants.py WORKDIR [--datasets tcga6 rnasum pickrell]
+
+Blocks: the model's PCA (fitted on its training split), AE latent, pooled hidden states.
+Variants: each block alone, the unions, ``mix`` = PCA-50 of the blocks standardised with
+training-split statistics and scaled by 1/sqrt(dim) (bulkfm.model.sample_embedding), and
+PCA-50 of raw log1p. Scores: held-out (fit on train, score on test) and val (fit on train,
+score on val: what a choice on the validation split could see)."""
+from __future__ import annotations
+
+import argparse
 from pathlib import Path
-from bulkfm.model.checkpoint import load
-from bulkfm.train.embed import model_view, readout_of, iter_embeddings
-from bulkfm.matrix.store import open_matrix
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.decomposition import PCA
+
+from bulkfm.evaluate.probes import probe_split
 from bulkfm.evaluate.run import read_labels
-from bulkfm.evaluate.probes import probe_split, probe_repeated_cv
-W = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/bench13")
-mats = {"tcga6": str(Path(__file__).resolve().parents[1] / "../shared/data") + "/tcga_rnaseqv2_6cohorts/expression_rsem_normalized.genes_x_samples.parquet",
-        "rnasum": W / "rnasum.parquet", "pickrell": W / "pickrell.parquet"}
-rows_out = []
-for ds, mp in mats.items():
-    for s in (0, 1, 2):
-        d = W / ds / f"default_s{s}"
-        model = load(d); ro = readout_of(d)
-        data = model_view(model, open_matrix(mp))
-        lab = read_labels(W / f"{ds}_labels.tsv", list(data.samples))
-        split = pd.read_csv(d / "splits.tsv", sep="\t").set_index("sample_id")["split"]
-        lab = lab[lab.sample_id.map(split).isin(["train", "test"])].reset_index(drop=True)
-        pos = {x: i for i, x in enumerate(data.samples)}
-        rows = np.array([pos[x] for x in lab.sample_id])
-        P, Z, H = [], [], []
-        for idx, emb, z, _, pooled in iter_embeddings(model, data, rows, 16, torch.device("cpu"), False, ro):
-            P.append(emb[:, :emb.shape[1] - pooled.shape[1]]); Z.append(z); H.append(pooled)
-        P, Z, H = map(np.concatenate, (P, Z, H))
-        feats = {"pca|pooled": np.hstack([P, H]), "pca|ae|pooled": np.hstack([P, Z, H]), "pca|ae": np.hstack([P, Z]), "pca": P}
-        y = lab.label.to_numpy(); g = lab.group.to_numpy()
-        tr = lab.sample_id.map(split).eq("train").to_numpy(); te = ~tr
-        rep = probe_repeated_cv(feats, y, g, repeats=3, seed=0)
-        for k, X in feats.items():
-            r = probe_split(X, y, tr, te, 0, None, groups=g)
-            rows_out.append({"ds": ds, "seed": s, "feat": k, "held": r["accuracy"], "rcv": rep[k]["accuracy"]})
-        print(pd.DataFrame(rows_out).tail(4), flush=True)
-df = pd.DataFrame(rows_out)
-print(df.groupby(["ds", "feat"])[["held", "rcv"]].agg(["mean", "std"]).round(4).to_string())
+from bulkfm.matrix.store import open_matrix
+from bulkfm.model.checkpoint import load
+from bulkfm.train.embed import iter_embeddings, model_view, readout_of
+
+DATA = Path(__file__).resolve().parents[1] / "../shared/data"
+TCGA6 = "tcga_rnaseqv2_6cohorts/expression_rsem_normalized.genes_x_samples.parquet"
+
+
+def variants(parts: dict[str, np.ndarray], tr: np.ndarray) -> dict[str, np.ndarray]:
+    def std(b: np.ndarray) -> np.ndarray:
+        return (b - b[tr].mean(0)) / (b[tr].std(0) + 1e-8) / np.sqrt(b.shape[1])
+
+    p, z, h = parts["pca"], parts["ae"], parts["pooled"]
+    out = {"pca": p, "ae": z, "pooled": h, "pca|ae": np.hstack([p, z]),
+           "pca|pooled": np.hstack([p, h]), "pca|ae|pooled": np.hstack([p, z, h])}
+    for w in ((1, 1, 1), (1, 1, 0), (1, 0, 1)):
+        cat = np.hstack([wi * std(parts[b]) for wi, b in zip(w, ("pca", "ae", "pooled"))
+                         if wi])
+        k = min(50, int(tr.sum()) - 1, cat.shape[1])
+        out[f"mix{w}"] = PCA(k, random_state=0).fit(cat[tr]).transform(cat)
+    return out
+
+
+def one_run(d: Path, matrix: Path, labels: Path) -> list[dict]:
+    model, ro = load(d), readout_of(d)
+    data = model_view(model, open_matrix(matrix))
+    lab = read_labels(labels, list(data.samples))
+    split = pd.read_csv(d / "splits.tsv", sep="\t").set_index("sample_id")["split"]
+    lab = lab[lab.sample_id.map(split).notna()]
+    pos = {x: i for i, x in enumerate(data.samples)}
+    lab = lab.assign(row=lab.sample_id.map(pos)).sort_values("row").reset_index(drop=True)
+    rows = lab.row.to_numpy()
+    got: dict[str, list] = {"pca": [], "ae": [], "pooled": [], "raw": []}
+    for idx, _, parts, _ in iter_embeddings(model, data, rows, 16, torch.device("cpu"), False,
+                                            ro):
+        for b in ("pca", "ae", "pooled"):
+            got[b].append(parts[b])
+        got["raw"].append(data.rows(idx))
+    parts = {b: np.concatenate(v) for b, v in got.items()}
+    sp = lab.sample_id.map(split).to_numpy()
+    tr, te, va = sp == "train", sp == "test", sp == "val"
+    y, g = lab.label.to_numpy(), lab.group.to_numpy()
+    res = []
+    feats = variants(parts, tr)
+    feats["pca_raw"] = parts["raw"]
+    for k, x in feats.items():
+        pca = 50 if k == "pca_raw" else None
+        res.append({"run": d.name, "feat": k,
+                    "held": probe_split(x, y, tr, te, 0, pca, groups=g)["accuracy"],
+                    "val": probe_split(x, y, tr, va, 0, pca, groups=g)["accuracy"]
+                    if va.any() else np.nan})
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--datasets", nargs="+", default=["tcga6", "rnasum", "pickrell"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    w = args.workdir
+    mats = {"tcga6": DATA / TCGA6, "rnasum": w / "rnasum.parquet",
+            "pickrell": w / "pickrell.parquet"}
+    rows = []
+    for ds in args.datasets:
+        for s in args.seeds:
+            d = w / ds / f"default_s{s}"
+            if (d / "summary.json").exists():
+                rows += [{"dataset": ds, **r} for r in one_run(d, mats[ds],
+                                                                w / f"{ds}_labels.tsv")]
+    df = pd.DataFrame(rows)
+    print(df.groupby(["dataset", "feat"])[["held", "val"]].agg(["mean", "std"]).round(4)
+          .to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,8 @@ at its default), one process with 1 torch thread. Each seed is a new split by gr
 participant; Pickrell: one sample per person) and a new initialisation. Per dataset and seed:
 masked-gene PCC / MSE of the model (readout blend), its trunk, the AE alone, kNN and the gene
 mean on the held-out test split, and probes (model embedding, its pooled hidden part, AE
-latent, PCA-50 of raw log1p). Paired test: two-sided Wilcoxon signed-rank on per-sample
+latent, PCA-50 of raw log1p refitted per probe fit, and pca_train = the model's own PCA
+fitted on its training split). Paired test: two-sided Wilcoxon signed-rank on per-sample
 masked-gene PCC, model vs kNN and vs AE, per seed and over all seeds' held-out samples.
 
 Runs:
@@ -46,7 +47,7 @@ from bulkfm.train.config import TrainConfig, from_dict
 from bulkfm.train.run import train
 
 METHODS = ["model", "trunk", "ae", "knn", "gene_mean"]
-PROBES = ["model", "model_pooled", "ae_latent", "pca_raw"]
+PROBES = ["model", "model_pooled", "pca_train", "ae_latent", "pca_raw"]
 
 
 def _write(table: pd.DataFrame, labels: pd.DataFrame, work: Path, name: str) -> tuple[Path, Path]:
@@ -119,8 +120,9 @@ DATASETS = {"tcga6": tcga6, "rnasum": rnasum, "pickrell": pickrell}
 def run_one(matrix: Path, labels: Path, out: Path, tcfg: TrainConfig,
             splits: str | None = None) -> dict:
     t = time.perf_counter()
-    if not (out / "summary.json").exists():
-        train(str(matrix), out, tcfg, labels=str(labels), splits=splits, progress=False)
+    # A finished run resumes in seconds (stages skipped); a readout saved before the sample
+    # embedding's definition existed gets it added.
+    train(str(matrix), out, tcfg, labels=str(labels), splits=splits, progress=False)
     t_train = time.perf_counter() - t
     res_path = out / "bench_eval.json"
     if res_path.exists():
@@ -194,6 +196,17 @@ def summarise(name: str, outs: list[Path], results: list[dict], methods=METHODS)
                      f"{m.groupby('stage').elapsed_s.max().sum():.0f} s")
     lines.append("Steps chosen by validation loss / steps run (early stopping), and training "
                  "time, per seed: " + "; ".join(steps))
+    emb = [((r.get("readout") or {}).get("embedding") or {}) for r in results]
+    lines.append("Sample embedding blocks chosen per seed (grouped CV over train + val): "
+                 + "; ".join(f"{'+'.join(e.get('blocks', []))} (CV {e.get('cv_accuracy')})"
+                             for e in emb))
+    masks = []
+    for o in outs:
+        c = o / "choices.json"
+        ch = json.loads(c.read_text())["ae_mask_fraction"] if c.exists() else None
+        masks.append(f"{ch['chosen']:g} ({ch['validation_masked_mse']})" if ch else "none")
+    lines.append("Stage-1 training mask chosen per seed (validation masked-gene MSE): "
+                 + "; ".join(masks))
     cv = [(r.get("readout_cv") or {}) for r in results]
     if any(cv):
         lines.append("Readout 2-fold CV SSE on validation, global vs per-gene: " + "; ".join(
@@ -278,7 +291,7 @@ def main() -> None:
         a, b = args.transfer_steps
         eq = {"ae": {"steps": a, "batch_size": 32, "lr": 1e-3},
               "transformer": {"steps": b, "batch_size": 8, "lr": 1e-3},
-              "early_stopping_patience": 0}
+              "early_stopping_patience": 0, "ae_mask_choices": []}  # one stage 1 each
         # Scratch on the pretrained model's genes (same genes scored as the fine-tuned run),
         # and scratch on KICH's own top-variance genes (what a user without --init gets).
         pre_genes = set((pre / "genes.txt").read_text().split())

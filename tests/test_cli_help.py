@@ -28,3 +28,18 @@ def test_help_texts_render_and_cite_only_shipped_docs():
         assert "DESIGN.md" not in text or (REPO / "DESIGN.md").exists(), f"`{name} --help` cites DESIGN.md"
     assert seen > 10  # the subcommands were walked, not just the top level
     assert "15% masked genes" in dict(_parsers(build_parser()))["bulkfm train"].format_help()
+
+
+def test_embed_is_the_sample_embedding_and_old_spellings_name_the_new_command(capsys):
+    from bulkfm.cli import main
+
+    parsers = dict(_parsers(build_parser()))
+    assert "sample_embeddings.parquet" in parsers["bulkfm embed"].format_help()
+    assert "--proteins" in parsers["bulkfm embed-genes"].format_help()
+    assert "--url" in parsers["bulkfm fetch-proteins"].format_help()
+    for old, new in ((["embed", "genes", "--proteins", "p.fa"], "bulkfm embed-genes"),
+                     (["embed", "fetch-proteins", "--url", "u"], "bulkfm fetch-proteins"),
+                     (["embed-samples", "runs/x", "--matrix", "m"], "bulkfm embed")):
+        assert main(old) == 2
+        err = capsys.readouterr().err
+        assert f"run `{new}` with the same arguments" in err, (old, err)

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bulkfm import __version__
 
@@ -38,6 +39,26 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.required:
             return action.help
         return super()._get_help_string(action)
+
+
+# Old spellings -> the command that does it now (answered with exit code 2, not run).
+MOVED: dict[tuple[str, ...], str] = {
+    ("embed", "genes"): "bulkfm embed-genes",
+    ("embed", "fetch-proteins"): "bulkfm fetch-proteins",
+    ("embed-samples",): "bulkfm embed",
+}
+
+
+def moved(argv: Sequence[str]) -> str | None:
+    """The message for a command spelled the old way, or None."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    for old, new in MOVED.items():
+        if tuple(words[: len(old)]) == old and not (len(old) > 1 and Path(old[1]).is_dir()):
+            what = ("`bulkfm embed` is the sample embedding of a trained model now"
+                    if new != "bulkfm embed" else "the sample embedding is `bulkfm embed`")
+            return (f"bulkfm {' '.join(old)}: this command was renamed; run `{new}` with the "
+                    f"same arguments ({what})")
+    return None
 
 
 class UserError(Exception):
@@ -74,6 +95,10 @@ def _exit_on_sigterm() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    message = moved(sys.argv[1:] if argv is None else argv)
+    if message:
+        print(message, file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

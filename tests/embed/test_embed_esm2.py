@@ -91,7 +91,7 @@ def test_cli_embeds_tcga_genes_and_loader_aligns(tiny_esm2, proteins, tmp_path, 
     gene_list.write_text("\n".join(genes) + "\n")
     out = tmp_path / "embed" / "esm2.pt"
     with caplog.at_level(logging.INFO):
-        rc = main(["embed", "genes", "--proteins", str(fasta), "--genes", str(gene_list),
+        rc = main(["embed-genes", "--proteins", str(fasta), "--genes", str(gene_list),
                    "--weights", str(path), "-o", str(out), "--batch-tokens", "600"])
     assert rc == 0
     assert "6 of 7 genes have a protein" in caplog.text and "1 get a zero vector" in caplog.text
@@ -131,7 +131,7 @@ def test_weights_by_name_from_hub_cache_and_clear_errors(tiny_esm2, tmp_path, mo
 def test_cli_missing_weights_is_a_user_error(shared_data, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     (tmp_path / "g.txt").write_text("TP53\n")
-    rc = main(["embed", "genes", "--proteins",
+    rc = main(["embed-genes", "--proteins",
                str(shared_data / "human_proteins_subset/gene_protein_subset.fasta.gz"),
                "--genes", str(tmp_path / "g.txt"), "--weights", "esm2_t33_650M_UR50D",
                "-o", str(tmp_path / "e.pt")])

@@ -37,13 +37,13 @@ def server(tmp_path, shared_data):
 
 def test_fetch_proteins(server, tmp_path: Path, capsys):
     out = tmp_path / "res" / "proteins.fa.gz"
-    assert main(["embed", "fetch-proteins", "--url", f"{server}/pc_translations.fa.gz",
+    assert main(["fetch-proteins", "--url", f"{server}/pc_translations.fa.gz",
                  "-o", str(out)]) == 0
     assert sum(1 for _ in read_fasta(out)) == 968
     bad = tmp_path / "bad.fa.gz"
-    assert main(["embed", "fetch-proteins", "--url", f"{server}/page.fa.gz", "-o", str(bad)]) == 2
+    assert main(["fetch-proteins", "--url", f"{server}/page.fa.gz", "-o", str(bad)]) == 2
     assert "FASTA header" in capsys.readouterr().err and not bad.exists()
-    assert main(["embed", "fetch-proteins", "--url", f"{server}/missing.fa.gz", "--retries",
+    assert main(["fetch-proteins", "--url", f"{server}/missing.fa.gz", "--retries",
                  "1", "-o", str(bad)]) == 2
     assert "404" in capsys.readouterr().err and not bad.exists()
-    assert main(["embed", "fetch-proteins", "--url", "file:///etc/passwd", "-o", str(bad)]) == 2
+    assert main(["fetch-proteins", "--url", "file:///etc/passwd", "-o", str(bad)]) == 2

@@ -46,7 +46,7 @@ def test_invalid_files_are_rejected(tmp_path):
     torch.save({"something": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a bulkfm ESM2 embedding file"):
         load_gene_embeddings(tmp_path / "other.pt", ["A"])
-    with pytest.raises(FileNotFoundError, match="bulkfm embed genes"):
+    with pytest.raises(FileNotFoundError, match="bulkfm embed-genes"):
         load_gene_embeddings(tmp_path / "missing.pt", ["A"])
     # Pickled objects are refused: the file is loaded with weights_only=True.
     torch.save({"format": "bulkfm-esm2", "x": argparse.Namespace(a=1)}, tmp_path / "pickled.pt")

@@ -103,6 +103,6 @@ def test_checkpoint_on_other_genes_is_refused_or_masked(trained, tmp_path: Path,
     assert rc == 2 and "another gene list" in capsys.readouterr().err
     # documented recovery: accept a few missing genes, fed to the model as masked
     emb = tmp_path / "emb"
-    assert main(["embed-samples", str(out), "--matrix", str(fewer), "-o", str(emb),
+    assert main(["embed", str(out), "--matrix", str(fewer), "-o", str(emb),
                  "--allow-missing-genes", "0.1"]) == 0
     assert len(pd.read_parquet(emb / "sample_embeddings.parquet")) == 317

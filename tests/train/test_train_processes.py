@@ -22,6 +22,7 @@ transformer: {steps: 4, batch_size: 4, lr: 0.001}
 checkpoint_every: 100000
 eval_every: 100000
 num_threads: 1
+ae_mask_choices: []  # stage 1 trains once: SIGTERM and DDP are under test, not the choice
 """
 
 

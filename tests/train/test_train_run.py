@@ -37,15 +37,24 @@ def test_train_writes_loadable_outputs(tcga_small, tiny_config: Path, tmp_path: 
     assert list(metrics.groupby("stage")["step"].max()) == [6, 6]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["resolved"]["use_esm2"] is False  # no esm2.pt given -> learned gene embedding
-    # embed-samples on the same matrix
+    # bulkfm embed (sample embeddings) on the same matrix
     emb = tmp_path / "emb"
-    assert main(["embed-samples", str(out), "--matrix", str(matrix), "-o", str(emb)]) == 0
+    assert main(["embed", str(out), "--matrix", str(matrix), "-o", str(emb)]) == 0
     s = pd.read_parquet(emb / "sample_embeddings.parquet")
     g = pd.read_parquet(emb / "gene_embeddings.parquet")
     n_train = int((pd.read_csv(out / "splits.tsv", sep="\t")["split"] == "train").sum())
     n_pca = min(50, n_train - 1)  # embed_pca 50, fitted on the train split
     pca_cols = [c for c in s.columns if c.startswith("pca_")]
-    assert len(pca_cols) == n_pca and s.shape == (40, 1 + n_pca + 16 + 8)
+    sample_cols = [c for c in s.columns if c.startswith("embedding_")]
+    assert len(pca_cols) == n_pca and s.shape == (40, 1 + len(sample_cols) + n_pca + 16 + 8)
+    # the model's sample embedding is the saved definition applied to its blocks
+    from bulkfm.model.readout import load_readout
+
+    definition = load_readout(out).embedding
+    blocks = {"pca": s[pca_cols].to_numpy(), "ae": s.filter(like="ae_").to_numpy(),
+              "pooled": s.filter(like="emb_").to_numpy()}
+    assert sample_cols and np.allclose(definition(blocks), s[sample_cols].to_numpy(), atol=1e-5)
+    assert json.loads((out / "summary.json").read_text())["readout"]["embedding"]["how"]
     assert g.shape == (60, 1 + 16)
     # the PCA part is the train-split PCA of the raw log1p: train rows are centred on average
     train_ids = pd.read_csv(out / "splits.tsv", sep="\t").query("split == 'train'")["sample_id"]
@@ -77,7 +86,9 @@ def test_resume_equals_uninterrupted(tcga_small, tiny_config: Path, tmp_path: Pa
     train(str(matrix), tmp_path / "straight", tcfg, labels=str(labels), progress=False)
 
     out = tmp_path / "interrupted"
-    for stop_after in (3, 5):  # stops in stage 1 at step 3, then in stage 2 at step 2
+    # stops in stage 1's first candidate (training mask 0.15) at step 3, then, after the
+    # three candidates' 3 x 6 steps (ae_mask_choices), in stage 2 at step 2
+    for stop_after in (3, 17):
         monkeypatch.setattr("bulkfm.train.run.StopFlag", lambda n=stop_after: _StopAfter(n))
         with pytest.raises(loop.Preempted, match="Rerun the same command"):
             train(str(matrix), out, tcfg, labels=str(labels), progress=False)
@@ -90,6 +101,11 @@ def test_resume_equals_uninterrupted(tcga_small, tiny_config: Path, tmp_path: Pa
         assert a.keys() == b.keys()
         for k in a:
             assert torch.equal(a[k], b[k]), (stage, k)
+    choice = json.loads((out / "choices.json").read_text())["ae_mask_fraction"]
+    assert choice == json.loads((tmp_path / "straight" / "choices.json").read_text())[
+        "ae_mask_fraction"]
+    assert choice["chosen"] == min(choice["candidates"],
+                                   key=lambda f: choice["validation_masked_mse"][f"{f:g}"])
     m1 = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     m2 = pd.read_csv(out / "metrics.csv")
     assert np.allclose(m1["loss"], m2["loss"])  # same batches, masks and losses

@@ -1,4 +1,4 @@
-# embed: one ESM2 embedding per gene (bulkfm embed genes). In the DAG only when embed.weights
+# embed: one ESM2 embedding per gene (bulkfm embed-genes). In the DAG only when embed.weights
 # is set: ESM2 weights never download at run time, and the model runs without the ESM2 term.
 EM = config["embed"]
 
@@ -26,7 +26,7 @@ if EM["weights"] and EM["proteins_url"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm embed fetch-proteins --url {params.url:q} -o {output:q} > {log:q} 2>&1"
+            "bulkfm fetch-proteins --url {params.url:q} -o {output:q} > {log:q} 2>&1"
 
 
 if EM["weights"]:
@@ -53,6 +53,6 @@ if EM["weights"]:
         conda:
             "../../envs/bulkfm.yaml"
         shell:
-            "bulkfm embed genes --proteins {input.proteins:q} --genes {input.matrix:q} "
+            "bulkfm embed-genes --proteins {input.proteins:q} --genes {input.matrix:q} "
             "--weights {params.weights:q} -o {output:q} {params.opts:q} --threads {threads} "
             "> {log:q} 2>&1"

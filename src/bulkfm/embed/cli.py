@@ -1,4 +1,4 @@
-"""``bulkfm embed genes`` (ESM2 gene embeddings) and ``bulkfm embed fetch-proteins``."""
+"""``bulkfm embed-genes`` (ESM2 gene embeddings) and ``bulkfm fetch-proteins``."""
 
 from __future__ import annotations
 
@@ -16,15 +16,12 @@ MATRIX_SUFFIXES = (".parquet", ".h5", ".hdf5")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "embed",
-        help="ESM2 gene embeddings",
-        description="Gene identity embeddings from protein language models.",
-    )
-    sub = p.add_subparsers(dest="embed_command", metavar="SUBCOMMAND", required=True)
-    g = sub.add_parser(
-        "genes",
-        help="one ESM2 embedding per gene (mean over its canonical protein's residues)",
+    # `bulkfm embed` is the sample embedding of a trained model (bulkfm.train.cli); the gene
+    # side is `embed-genes`, the one download it needs is `fetch-proteins` (bulkfm.cli.MOVED
+    # answers the old `bulkfm embed genes` / `embed fetch-proteins` with the new names).
+    g = subparsers.add_parser(
+        "embed-genes",
+        help="ESM2 gene embeddings: one per gene (mean over its canonical protein's residues)",
         description=(
             "For each gene of GENES, take its longest protein in PROTEINS, run ESM2 and average "
             "the chosen layer over the residues (BOS/EOS/padding excluded). Proteins longer than "
@@ -54,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.set_defaults(func=run_genes)
 
-    f = sub.add_parser(
+    f = subparsers.add_parser(
         "fetch-proteins",
         help="download a protein FASTA once (production; the demo uses the bundled one)",
         description="Download URL (e.g. GENCODE pc_translations.fa.gz) to OUTPUT atomically, "
@@ -102,7 +99,7 @@ def run_genes(args: argparse.Namespace) -> int:
         gene_proteins = canonical_proteins(read_fasta(args.proteins))
         if not gene_proteins.proteins:
             raise ValueError(f"{args.proteins}: no proteins with a recognisable gene in the "
-                             "headers (see `bulkfm embed genes --help` for the formats)")
+                             "headers (see `bulkfm embed-genes --help` for the formats)")
         chosen = proteins_for_genes(genes, gene_proteins, names)
         model, alphabet, model_name = load_esm2(args.weights, device)
     except (ValueError, FileNotFoundError) as exc:

@@ -5,7 +5,7 @@ tensors), so it loads without trusting pickled code::
 
     format         "bulkfm-esm2"
     version        1
-    genes          list[str]          gene ids as given to ``bulkfm embed genes`` (row order)
+    genes          list[str]          gene ids as given to ``bulkfm embed-genes`` (row order)
     aliases        list[list[str]]    other names of each gene (symbol, Ensembl id) for matching
     embeddings     float32 [n, d]     mean over residues of the chosen layer; zeros if no protein
     has_protein    bool [n]
@@ -52,7 +52,7 @@ def read_gene_embeddings(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: gene embeddings not found; build them with "
-                                "`bulkfm embed genes` (or disable ESM2 in the config)")
+                                "`bulkfm embed-genes` (or disable ESM2 in the config)")
     record = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"{path}: not a bulkfm ESM2 embedding file (format "
@@ -73,7 +73,7 @@ def _validate(record: dict[str, Any], where: str) -> None:
     if has.shape != (n,) or has.dtype != torch.bool:
         raise ValueError(f"{where}: has_protein must be bool [{n}]")
     if not torch.isfinite(emb).all():
-        raise ValueError(f"{where}: non-finite embedding values; rebuild with `bulkfm embed genes`")
+        raise ValueError(f"{where}: non-finite embedding values; rebuild with `bulkfm embed-genes`")
     if len(set(record["genes"])) != n:
         raise ValueError(f"{where}: duplicate gene ids")
 

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,23 +108,25 @@ def _held_out(train_dir: Path, samples: list[str]) -> tuple[np.ndarray, np.ndarr
     return np.arange(len(samples)), np.zeros(0, np.int64), "all samples (new matrix)"
 
 
-def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str], *,
-             labels: str | None = None, out: str | os.PathLike[str] | None = None,
-             batch_size: int = 8, mask_fraction: float | None = None, knn_k: int = 10,
-             max_reference: int = 2000, max_samples: int = 2000, seed: int = 0,
-             device: str = "auto", allow_missing: float = 0.0, probe_repeats: int = 3,
-             progress: bool = True, compare: list[str] | None = None) -> dict[str, Any]:
-    train_dir = Path(train_dir)
-    out = Path(out) if out else train_dir / "evaluate"
-    dev = pick_device(device)
+@dataclass
+class _Run:
+    """A trained run as evaluate reads it: the model, its AE, readout, and for a run started
+    with ``--init`` the pretrained model (zero-shot) with its own readout."""
+    model: torch.nn.Module
+    ae: torch.nn.Module | None
+    readout: Any
+    zero_shot: torch.nn.Module | None
+    zero_readout: Any
+    mask_fraction: float
+
+
+def _load_run(train_dir: Path, dev: torch.device, mask_fraction: float | None) -> _Run:
     model = load(train_dir, map_location=dev)
     ae = load(train_dir / "ae", map_location=dev) if is_complete(train_dir / "ae") else None
     readout = readout_of(train_dir)
     if readout is not None and readout.weights.shape[0] != len(model.genes):
         raise DataError(f"{train_dir}/readout was fitted for another model ({readout.weights.shape[0]} "
                         f"genes, model {len(model.genes)}); delete it and rerun bulkfm train")
-    matrix = open_matrix(matrix_path)
-    data = model_view(model, matrix, allow_missing)
     cfg_path = train_dir / "config.json"
     record = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
     zero_shot = zero_readout = None
@@ -135,96 +138,149 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
                             f"{train_dir}'s; it is not the model this run started from")
     if mask_fraction is None:
         mask_fraction = saved_config(train_dir).mask_fraction
-    held, train_rows, protocol = _held_out(train_dir, list(matrix.samples))
-    rng = np.random.default_rng(seed)
-    if len(held) > max_samples:
-        held = np.sort(rng.choice(held, max_samples, replace=False))
-    log.info("held out: %d samples (%s)", len(held), protocol)
+    return _Run(model, ae, readout, zero_shot, zero_readout, mask_fraction)
 
-    # Gene means of the training data (the gene-mean baseline); new matrix without train
-    # samples: the stats saved at training time.
+
+def _gene_means(train_dir: Path, genes: list[str]) -> np.ndarray:
+    """Gene means of the training data (the gene-mean baseline), saved at training time."""
     stats_path = train_dir / "gene_stats.parquet"
-    if stats_path.exists():
-        stats = pd.read_parquet(stats_path).set_index("gene")
-        means = stats.reindex(model.genes)["mean"].to_numpy(np.float32)
-    else:
+    if not stats_path.exists():
         raise DataError(f"{train_dir}: no gene_stats.parquet; not a bulkfm train directory")
+    stats = pd.read_parquet(stats_path).set_index("gene")
+    return stats.reindex(genes)["mean"].to_numpy(np.float32)
+
+
+def _predict(run: _Run, others: dict, x: np.ndarray, x_in: torch.Tensor, mask: np.ndarray,
+             ids: list[str], means: np.ndarray, reference: np.ndarray, exclude: np.ndarray,
+             knn_k: int) -> dict[str, np.ndarray]:
+    """Every method's prediction [B, G] for one batch of masked held-out samples."""
+    preds = {"gene_mean": gene_mean(means, len(x)),
+             "knn": knn_impute(x, mask, reference, knn_k, exclude=exclude)}
+    if run.ae is not None:
+        preds["ae"] = run.ae(x_in)[0].float().cpu().numpy()
+    if run.readout is not None:
+        parts = run.readout.part_predictions(run.model, x_in, run.readout.exclude_for(ids))
+        preds["model"], preds["trunk"] = run.readout.combine(parts), parts["trunk"]
+    else:
+        preds["model"] = run.model(x_in).float().cpu().numpy()
+    for name, (other, other_ro, perm) in others.items():
+        xo = x_in[:, perm]  # the other run's gene order
+        po = (other_ro.predict(other, xo, other_ro.exclude_for(ids))
+              if other_ro is not None else other(xo).float().cpu().numpy())
+        out_ = np.empty_like(po)
+        out_[:, perm] = po  # back to this model's gene order
+        preds[name] = out_
+    if run.zero_shot is not None:
+        preds["zero_shot"] = (run.zero_readout.predict(run.zero_shot, x_in,
+                                                       run.zero_readout.exclude_for(ids))
+                              if run.zero_readout is not None
+                              else run.zero_shot(x_in).float().cpu().numpy())
+    return preds
+
+
+def _score(run: _Run, others: dict, methods: list[str], data, held: np.ndarray,
+           train_rows: np.ndarray, means: np.ndarray, *, dev, batch_size: int, knn_k: int,
+           max_reference: int, seed: int, rng: np.random.Generator, progress: bool
+           ) -> tuple[dict[str, PooledStats], dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
+    """Mask each held-out batch once (same masks for every method) and pool the scores."""
     # kNN reference: train samples if present, else the held-out samples themselves (minus self).
     ref_rows = train_rows if len(train_rows) else held
     if len(ref_rows) > max_reference:
         ref_rows = np.sort(rng.choice(ref_rows, max_reference, replace=False))
     reference = data.rows(ref_rows)
     ref_pos = {int(r): i for i, r in enumerate(ref_rows)}
-    mask_value = model.config.mask_value
     present = data.gene_index >= 0
-
-    others = {f"compare:{Path(c).name}": _comparable(c, model.genes, dev)
-              for c in (compare or [])}
-    methods = (["model"] + (["trunk"] if readout is not None else []) + ["gene_mean", "knn"]
-               + (["ae"] if ae is not None else []) + (["zero_shot"] if zero_shot else []) + list(others))
     pooled = {m: PooledStats() for m in methods}
     scatter: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in methods}
     budget = SCATTER_POINTS // max(1, math.ceil(len(held) / batch_size))
     for b, (idx, x) in enumerate(tqdm(iter_row_batches(data, batch_size, held), desc="evaluate",
                                       total=math.ceil(len(held) / batch_size),
                                       disable=not progress, unit="batch")):
-        mask = random_mask(x.shape, mask_fraction, step_generator(seed, 77, b)).numpy()
+        mask = random_mask(x.shape, run.mask_fraction, step_generator(seed, 77, b)).numpy()
         mask &= present  # genes absent from the matrix are never scored
-        xt = torch.from_numpy(x)
-        x_in = apply_mask(xt, torch.from_numpy(mask), mask_value).to(dev)
+        x_in = apply_mask(torch.from_numpy(x), torch.from_numpy(mask),
+                          run.model.config.mask_value).to(dev)
         with torch.no_grad():
-            preds = {"gene_mean": gene_mean(means, len(x)),
-                     "knn": knn_impute(x, mask, reference, knn_k,
-                                       exclude=np.array([ref_pos.get(int(i), -1) for i in idx]))}
-            if ae is not None:
-                preds["ae"] = ae(x_in)[0].float().cpu().numpy()
-            ids = [str(data.samples[i]) for i in idx]
-            if readout is not None:
-                parts = readout.part_predictions(model, x_in, readout.exclude_for(ids))
-                preds["model"], preds["trunk"] = readout.combine(parts), parts["trunk"]
-            else:
-                preds["model"] = model(x_in).float().cpu().numpy()
-            for name, (other, other_ro, perm) in others.items():
-                xo = x_in[:, perm]  # the other run's gene order
-                po = (other_ro.predict(other, xo, other_ro.exclude_for(ids))
-                      if other_ro is not None else other(xo).float().cpu().numpy())
-                out_ = np.empty_like(po)
-                out_[:, perm] = po  # back to this model's gene order
-                preds[name] = out_
-            if zero_shot is not None:
-                preds["zero_shot"] = (zero_readout.predict(zero_shot, x_in,
-                                                           zero_readout.exclude_for(ids))
-                                      if zero_readout is not None
-                                      else zero_shot(x_in).float().cpu().numpy())
+            preds = _predict(run, others, x, x_in, mask, [str(data.samples[i]) for i in idx],
+                             means, reference,
+                             np.array([ref_pos.get(int(i), -1) for i in idx]), knn_k)
         for m in methods:
             pooled[m].add(x, preds[m], mask)
             t, p = x[mask], preds[m][mask]
             take = rng.choice(t.size, min(budget, t.size), replace=False)
             scatter[m].append((t[take], p[take]))
-    recon = {m: pooled[m].result() for m in methods}
+    return pooled, scatter
 
+
+def _summary(run: _Run, methods: list[str], pooled: dict[str, PooledStats]) -> dict[str, Any]:
+    recon = {m: pooled[m].result() for m in methods}
+    model_pcc = np.asarray(pooled["model"].sample_pcc)
     result: dict[str, Any] = {
-        "train_dir": str(train_dir), "matrix": str(matrix_path), "held_out": protocol,
-        "n_held_out": int(len(held)), "mask_fraction": mask_fraction, "n_genes": len(model.genes),
         "reconstruction": recon,
         "model_beats_gene_mean": bool(recon["model"]["pcc"] > recon["gene_mean"]["pcc"]),
         "model_beats_knn": bool(recon["model"]["pcc"] > recon["knn"]["pcc"]),
         # paired view: share of held-out samples whose masked-gene PCC the model beats
-        "model_better_samples": {
-            m: float(np.mean(np.asarray(pooled["model"].sample_pcc)
-                             > np.asarray(pooled[m].sample_pcc)))
-            for m in methods if m != "model"},
+        "model_better_samples": {m: float(np.mean(model_pcc > np.asarray(pooled[m].sample_pcc)))
+                                 for m in methods if m != "model"},
         "paired": {m: paired_test(pooled["model"].sample_pcc, pooled[m].sample_pcc)
                    for m in methods if m != "model"},
-        "readout": ({"mode": readout.mode, "parts": readout.parts,
-                     "mean_weights": readout.report.get("mean_weights")}
-                    if readout is not None else None),
+        "readout": ({"mode": run.readout.mode, "parts": run.readout.parts,
+                     "mean_weights": run.readout.report.get("mean_weights"),
+                     "embedding": run.readout.embedding_report()}
+                    if run.readout is not None else None),
     }
-    if ae is not None:
-        result["model_ge_ae"] = bool(recon["model"]["pcc"] >= recon["ae"]["pcc"]
-                                     and recon["model"]["mse"] <= recon["ae"]["mse"])
-    result["model_ge_knn"] = bool(recon["model"]["pcc"] >= recon["knn"]["pcc"]
-                                  and recon["model"]["mse"] <= recon["knn"]["mse"])
+    for other in ("ae", "knn"):
+        if other in recon:
+            result[f"model_ge_{other}"] = bool(recon["model"]["pcc"] >= recon[other]["pcc"]
+                                               and recon["model"]["mse"] <= recon[other]["mse"])
+    return result
+
+
+def _probe_verdicts(result: dict[str, Any], repeated: dict[str, Any]) -> None:
+    pr = result["probe"]
+    if pr:
+        result["probe_model_ge_pca"] = bool(pr["model"]["accuracy"] >= pr["pca_raw"]["accuracy"])
+        if "ae_latent" in pr:
+            result["probe_model_ge_ae"] = bool(pr["model"]["accuracy"]
+                                               >= pr["ae_latent"]["accuracy"])
+    if repeated:
+        result["probe_repeated_cv"] = repeated
+        result["probe_model_ge_pca_repeated_cv"] = bool(
+            repeated["model"]["accuracy"] >= repeated["pca_raw"]["accuracy"])
+
+
+def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str], *,
+             labels: str | None = None, out: str | os.PathLike[str] | None = None,
+             batch_size: int = 8, mask_fraction: float | None = None, knn_k: int = 10,
+             max_reference: int = 2000, max_samples: int = 2000, seed: int = 0,
+             device: str = "auto", allow_missing: float = 0.0, probe_repeats: int = 3,
+             progress: bool = True, compare: list[str] | None = None) -> dict[str, Any]:
+    train_dir = Path(train_dir)
+    out = Path(out) if out else train_dir / "evaluate"
+    dev = pick_device(device)
+    run = _load_run(train_dir, dev, mask_fraction)
+    model = run.model
+    matrix = open_matrix(matrix_path)
+    data = model_view(model, matrix, allow_missing)
+    held, train_rows, protocol = _held_out(train_dir, list(matrix.samples))
+    rng = np.random.default_rng(seed)
+    if len(held) > max_samples:
+        held = np.sort(rng.choice(held, max_samples, replace=False))
+    log.info("held out: %d samples (%s)", len(held), protocol)
+    others = {f"compare:{Path(c).name}": _comparable(c, model.genes, dev)
+              for c in (compare or [])}
+    methods = (["model"] + (["trunk"] if run.readout is not None else []) + ["gene_mean", "knn"]
+               + (["ae"] if run.ae is not None else [])
+               + (["zero_shot"] if run.zero_shot else []) + list(others))
+    pooled, scatter = _score(run, others, methods, data, held, train_rows,
+                             _gene_means(train_dir, list(model.genes)), dev=dev,
+                             batch_size=batch_size, knn_k=knn_k, max_reference=max_reference,
+                             seed=seed, rng=rng, progress=progress)
+    result: dict[str, Any] = {
+        "train_dir": str(train_dir), "matrix": str(matrix_path), "held_out": protocol,
+        "n_held_out": int(len(held)), "mask_fraction": run.mask_fraction,
+        "n_genes": len(model.genes), **_summary(run, methods, pooled)}
+    recon = result["reconstruction"]
     with atomic_path(out) as tmp:
         tmp.mkdir()
         pd.DataFrame([{"method": m, **recon[m]} for m in methods]).to_csv(
@@ -235,20 +291,10 @@ def evaluate(train_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[s
         plot_reconstruction({m: tuple(np.concatenate(v) for v in zip(*scatter[m], strict=True))
                              for m in methods}, recon, tmp / "reconstruction.png")
         if labels:
-            result["probe"], repeated = _probes(model, ae, data, labels, held, train_rows, dev,
+            result["probe"], repeated = _probes(run, data, labels, held, train_rows, dev,
                                                 batch_size, max_samples, seed, tmp, progress,
-                                                protocol, probe_repeats, readout)
-            if result["probe"]:
-                pr = result["probe"]
-                result["probe_model_ge_pca"] = bool(pr["model"]["accuracy"]
-                                                    >= pr["pca_raw"]["accuracy"])
-                if "ae_latent" in pr:
-                    result["probe_model_ge_ae"] = bool(pr["model"]["accuracy"]
-                                                       >= pr["ae_latent"]["accuracy"])
-            if repeated:
-                result["probe_repeated_cv"] = repeated
-                result["probe_model_ge_pca_repeated_cv"] = bool(
-                    repeated["model"]["accuracy"] >= repeated["pca_raw"]["accuracy"])
+                                                protocol, probe_repeats)
+            _probe_verdicts(result, repeated)
         write_text_atomic(tmp / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
 
@@ -277,16 +323,15 @@ def paired_test(a: list[float], b: list[float]) -> dict[str, float]:
             "n": int(d.size)}
 
 
-def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max_samples,
-            seed, out: Path, progress: bool, protocol: str,
-            repeats: int, readout=None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(held-out probe per feature set, repeated grouped CV per feature set)."""
+def _probe_table(data, labels_path, held: np.ndarray, train_rows: np.ndarray,
+                 max_samples: int, seed: int) -> tuple[np.ndarray, pd.DataFrame, bool]:
+    """(matrix rows, their label table, whether the train/held-out split is used)."""
     table = read_labels(labels_path, list(data.samples))
     pos = {s: i for i, s in enumerate(data.samples)}
     lab_rows = np.array([pos[s] for s in table["sample_id"]], dtype=np.int64)
     in_train = np.isin(lab_rows, train_rows)
     in_held = np.isin(lab_rows, held)
-    use_split = in_train.any() and in_held.any()
+    use_split = bool(in_train.any() and in_held.any())
     keep = (in_train | in_held) if use_split else np.ones(len(lab_rows), bool)
     rng = np.random.default_rng(seed)
     if keep.sum() > 2 * max_samples:  # bounded: O(samples x d) embeddings, never x genes
@@ -294,26 +339,43 @@ def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max
                                                          replace=False))
     rows = lab_rows[keep]
     order = np.argsort(rows)
-    rows, table = rows[order], table[keep].iloc[order].reset_index(drop=True)
+    return rows[order], table[keep].iloc[order].reset_index(drop=True), use_split
+
+
+def _probe_features(run: _Run, data, rows: np.ndarray, dev, batch_size: int,
+                    progress: bool) -> dict[str, np.ndarray]:
+    """Feature sets: ``model`` (the sample embedding), its blocks ``model_pooled``,
+    ``pca_train`` (the model's PCA, fitted on its training split), ``ae_latent``, and
+    ``pca_raw`` (raw log1p; PCA-50 refitted inside each probe fit)."""
+    feats: dict[str, list[np.ndarray]] = {"pca_raw": [], "ae_latent": [], "model": [],
+                                          "model_pooled": [], "pca_train": []}
+    for idx, emb, parts, _ in iter_embeddings(run.model, data, rows, batch_size, dev, progress,
+                                              run.readout):
+        feats["model"].append(emb)
+        if parts["pca"] is not None:  # ablations: the model's blocks alone
+            feats["model_pooled"].append(parts["pooled"])
+            feats["pca_train"].append(parts["pca"])
+        if parts["ae"] is not None:
+            feats["ae_latent"].append(parts["ae"])
+        feats["pca_raw"].append(data.rows(idx))  # raw log1p of model genes (PCA inside probe)
+    if run.ae is not None and not feats["ae_latent"]:
+        for idx, x in iter_row_batches(data, batch_size, rows):
+            with torch.no_grad():
+                feats["ae_latent"].append(run.ae.encode(torch.from_numpy(x).to(dev)).cpu().numpy())
+    return {k: np.concatenate(v) for k, v in feats.items() if v}
+
+
+def _probes(run: _Run, data, labels_path, held, train_rows, dev, batch_size, max_samples,
+            seed, out: Path, progress: bool, protocol: str,
+            repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(held-out probe per feature set, repeated grouped CV per feature set)."""
+    rows, table, use_split = _probe_table(data, labels_path, held, train_rows, max_samples,
+                                          seed)
     labels = table["label"].to_numpy()
     if len(np.unique(labels)) < 2:
         log.warning("fewer than 2 label classes among the evaluated samples: no probe")
         return {}, {}
-    feats: dict[str, list[np.ndarray]] = {"pca_raw": [], "ae_latent": [], "model": [],
-                                          "model_pooled": []}
-    for idx, emb, z, _, pooled in iter_embeddings(model, data, rows, batch_size, dev, progress,
-                                                  readout):
-        feats["model"].append(emb)
-        if readout is not None and readout.pca_components is not None:
-            feats["model_pooled"].append(pooled)  # ablation: the hidden states alone
-        if z is not None:
-            feats["ae_latent"].append(z)
-        feats["pca_raw"].append(data.rows(idx))  # raw log1p of model genes (PCA inside probe)
-    if ae is not None and not feats["ae_latent"]:
-        for idx, x in iter_row_batches(data, batch_size, rows):
-            with torch.no_grad():
-                feats["ae_latent"].append(ae.encode(torch.from_numpy(x).to(dev)).cpu().numpy())
-    F = {k: np.concatenate(v) for k, v in feats.items() if v}
+    F = _probe_features(run, data, rows, dev, batch_size, progress)
     n_pca = 50
     groups = table["group"].to_numpy()
     res: dict[str, Any] = {"protocol": ("fit on train split, scored on " + protocol)
@@ -340,6 +402,11 @@ def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max
     table_rows += [{"features": k, "protocol": "repeated grouped CV", **v}
                    for k, v in repeated.items()]
     pd.DataFrame(table_rows).to_csv(out / "probe.tsv", sep="\t", index=False)
+    _tsne(F, labels, out, seed)
+    return res, repeated
+
+
+def _tsne(F: dict[str, np.ndarray], labels: np.ndarray, out: Path, seed: int) -> None:
     from sklearn.decomposition import PCA
 
     raw = F["pca_raw"]
@@ -349,4 +416,3 @@ def _probes(model, ae, data, labels_path, held, train_rows, dev, batch_size, max
     panels["model embedding"] = F["model"]
     if len(raw) >= 5:
         plot_tsne(panels, labels, out / "tsne.png", seed)
-    return res, repeated

@@ -13,8 +13,8 @@ The head's last layer starts at zero, so an untrained trunk predicts the AE's re
 
 The AE is part of the module (its weights are in the checkpoint) but is trained in stage 1 and
 frozen in stage 2. Pooled hidden = mean (or max, ``pool``) of the final hidden states over
-genes [B, d]; the sample embedding of ``bulkfm embed-samples`` prepends PCA of the input
-(``bulkfm.model.readout``).
+genes [B, d]: one block of the sample embedding of ``bulkfm embed``, beside the PCA of the
+input and the AE latent (``bulkfm.model.sample_embedding``).
 """
 
 from __future__ import annotations

@@ -19,11 +19,9 @@ the split by group is for. Weights are either one global triple or per gene, shr
 global one (a prior worth one average gene's entries); which of the two is chosen by 2-fold
 cross-validation over the validation samples, and logged.
 
-Sample embedding. ``[PCA-N of raw log1p | pooled final hidden states]``: the PCA is fitted on
-training samples (the kNN reference) and saved here. At a few hundred samples a
-reconstruction-trained code keeps less of the small between-group directions than exact
-principal components (benchmarks/results/train.md, the stage-1 sweep), so the embedding
-carries both: a linear probe on it can use the PCA directions and whatever the trunk adds.
+Sample embedding. The PCA of raw log1p is fitted on training samples (the kNN reference) and
+saved here, with the sample embedding's definition (bulkfm.model.sample_embedding: blocks
+[PCA | AE latent | pooled hidden], their training-split statistics and weights).
 
 Saved in ``DIR/readout/`` (``readout.npz`` arrays + ``readout.json`` settings and the fit
 report), written atomically. Ablation: docs/model.md.
@@ -43,6 +41,7 @@ import numpy as np
 import torch
 
 from bulkfm.common.atomic import atomic_path
+from bulkfm.model.sample_embedding import SampleEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +93,14 @@ class Readout:
     pca_components: np.ndarray | None = None  # [N, G]
     report: dict[str, Any] = field(default_factory=dict)
     reference_samples: list[str] = field(default_factory=list)  # sample ids of ``reference``
+    embedding: SampleEmbedding | None = None  # the sample embedding's definition
+
+    def embedding_report(self) -> dict[str, Any] | None:
+        """Blocks, weights and how they were chosen (None: a readout from before it)."""
+        if self.embedding is None:
+            return None
+        return {"blocks": self.embedding.blocks, "weights": self.embedding.weights,
+                **self.embedding.report}
 
     def exclude_for(self, samples: list[str]) -> np.ndarray:
         """Reference row of each sample (itself: kNN must not find it), or -1."""
@@ -143,8 +150,11 @@ class Readout:
         if self.pca_components is not None:
             arrays["pca_mean"] = self.pca_mean.astype(np.float32)
             arrays["pca_components"] = self.pca_components.astype(np.float32)
+        if self.embedding is not None:
+            arrays.update(self.embedding.arrays())
         meta = {"parts": self.parts, "knn_k": self.knn_k, "mode": self.mode,
-                "report": self.report, "reference_samples": self.reference_samples}
+                "report": self.report, "reference_samples": self.reference_samples,
+                "embedding": self.embedding.meta() if self.embedding is not None else None}
         with atomic_path(path) as tmp:
             tmp.mkdir()
             np.savez(tmp / "readout.npz", **arrays)
@@ -169,7 +179,8 @@ def load_readout(path: str | os.PathLike[str], n_genes: int | None = None) -> Re
                 reference=arrays["reference"], knn_k=int(meta["knn_k"]), mode=meta["mode"],
                 pca_mean=arrays.get("pca_mean"), pca_components=arrays.get("pca_components"),
                 report=meta.get("report", {}),
-                reference_samples=list(meta.get("reference_samples", [])))
+                reference_samples=list(meta.get("reference_samples", [])),
+                embedding=SampleEmbedding.from_saved(meta.get("embedding"), arrays))
     if n_genes is not None and r.weights.shape[0] != n_genes:
         raise ReadoutError(f"{path}: readout for {r.weights.shape[0]} genes, model has "
                            f"{n_genes}; it belongs to another model")
@@ -242,22 +253,15 @@ def fit_blend(gene: np.ndarray, sample: np.ndarray, y: np.ndarray, preds: np.nda
     return weights, mode, cv
 
 
-@torch.no_grad()
-def fit_readout(model: torch.nn.Module, data, train_rows: np.ndarray, val_rows: np.ndarray, *,
-                mask_fraction: float, knn_k: int = 10, max_reference: int = 2000,
-                embed_pca: int = 50, blend: bool = True, seed: int = 0,
-                batch_size: int = 8, device: torch.device | str = "cpu") -> Readout:
-    """Fit the readout of a trained BulkFormer: kNN reference and PCA from (up to
-    ``max_reference``) training samples, blend weights from the validation samples' masked
-    genes. ``data`` reads rows in the model's gene order (``SubsetMatrix``)."""
-    from bulkfm.train.data import apply_mask, random_mask, step_generator
-
-    rng = np.random.default_rng(seed)
+def _base_readout(model: torch.nn.Module, data, train_rows: np.ndarray, knn_k: int,
+                  max_reference: int, embed_pca: int, rng: np.random.Generator,
+                  seed: int) -> Readout:
+    """The trunk-only readout: kNN reference and PCA from (up to ``max_reference``) training
+    samples."""
     ref_rows = np.sort(rng.choice(train_rows, max_reference, replace=False)) \
         if len(train_rows) > max_reference else np.asarray(train_rows)
     reference = data.rows(ref_rows).astype(np.float32)  # [R, G]
     n_genes = reference.shape[1]
-    mask_value = model.config.mask_value
     pca_mean = pca_components = None
     n_pca = min(embed_pca, len(ref_rows) - 1, n_genes)
     if n_pca > 0:
@@ -268,22 +272,22 @@ def fit_readout(model: torch.nn.Module, data, train_rows: np.ndarray, val_rows: 
     parts = ["trunk"] + (["ae"] if getattr(model, "ae", None) is not None else []) + ["knn"]
     trunk_only = np.zeros((n_genes, len(parts)))
     trunk_only[:, 0] = 1.0
-    readout = Readout(parts=parts, weights=trunk_only, reference=reference, knn_k=knn_k,
-                      mode="trunk_only", pca_mean=pca_mean, pca_components=pca_components,
-                      report={"n_reference": int(len(ref_rows)),
-                              "pca_components": int(max(0, n_pca))},
-                      reference_samples=[str(data.samples[i]) for i in ref_rows])
-    if not blend:
-        log.info("readout: blend off (blend: false): the trunk's prediction is the model's")
-        return readout
-    if len(val_rows) == 0:
-        log.warning("readout: no validation samples (val_fraction 0): the blend cannot be "
-                    "fitted without looking at training samples; the trunk's prediction is "
-                    "used alone")
-        return readout
-    val_rows = np.asarray(val_rows)
-    if len(val_rows) > MAX_VAL_SAMPLES:
-        val_rows = np.sort(rng.choice(val_rows, MAX_VAL_SAMPLES, replace=False))
+    return Readout(parts=parts, weights=trunk_only, reference=reference, knn_k=knn_k,
+                   mode="trunk_only", pca_mean=pca_mean, pca_components=pca_components,
+                   report={"n_reference": int(len(ref_rows)),
+                           "pca_components": int(max(0, n_pca))},
+                   reference_samples=[str(data.samples[i]) for i in ref_rows])
+
+
+@torch.no_grad()
+def _validation_entries(readout: Readout, model: torch.nn.Module, data, val_rows: np.ndarray,
+                        mask_fraction: float, seed: int, batch_size: int, device
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Masked entries of the validation samples (``VAL_REPEATS`` mask draws) ->
+    (gene [N], sample [N], truth [N], part predictions [N, P])."""
+    from bulkfm.train.data import apply_mask, random_mask, step_generator
+
+    mask_value = model.config.mask_value
     genes_l, samples_l, y_l, preds_l = [], [], [], []
     model.eval()
     for r in range(VAL_REPEATS):
@@ -298,13 +302,38 @@ def fit_readout(model: torch.nn.Module, data, train_rows: np.ndarray, val_rows: 
             genes_l.append(g)
             samples_l.append(idx[b])
             y_l.append(x[b, g].astype(np.float64))
-            preds_l.append(np.stack([pp[p][b, g] for p in parts], axis=1).astype(np.float64))
-    gene, sample = np.concatenate(genes_l), np.concatenate(samples_l)
-    y, preds = np.concatenate(y_l), np.concatenate(preds_l)
-    weights, mode, cv = fit_blend(gene, sample, y, preds, n_genes, seed)
+            preds_l.append(np.stack([pp[p][b, g] for p in readout.parts],
+                                    axis=1).astype(np.float64))
+    return (np.concatenate(genes_l), np.concatenate(samples_l), np.concatenate(y_l),
+            np.concatenate(preds_l))
+
+
+def fit_readout(model: torch.nn.Module, data, train_rows: np.ndarray, val_rows: np.ndarray, *,
+                mask_fraction: float, knn_k: int = 10, max_reference: int = 2000,
+                embed_pca: int = 50, blend: bool = True, seed: int = 0,
+                batch_size: int = 8, device: torch.device | str = "cpu") -> Readout:
+    """Fit the readout of a trained BulkFormer: kNN reference and PCA from (up to
+    ``max_reference``) training samples, blend weights from the validation samples' masked
+    genes. ``data`` reads rows in the model's gene order (``SubsetMatrix``)."""
+    rng = np.random.default_rng(seed)
+    readout = _base_readout(model, data, train_rows, knn_k, max_reference, embed_pca, rng, seed)
+    if not blend:
+        log.info("readout: blend off (blend: false): the trunk's prediction is the model's")
+        return readout
+    if len(val_rows) == 0:
+        log.warning("readout: no validation samples (val_fraction 0): the blend cannot be "
+                    "fitted without looking at training samples; the trunk's prediction is "
+                    "used alone")
+        return readout
+    val_rows = np.asarray(val_rows)
+    if len(val_rows) > MAX_VAL_SAMPLES:
+        val_rows = np.sort(rng.choice(val_rows, MAX_VAL_SAMPLES, replace=False))
+    gene, sample, y, preds = _validation_entries(readout, model, data, val_rows, mask_fraction,
+                                                 seed, batch_size, device)
+    parts = readout.parts
+    weights, mode, cv = fit_blend(gene, sample, y, preds, readout.weights.shape[0], seed)
     mse = {p: float(np.mean((preds[:, j] - y) ** 2)) for j, p in enumerate(parts)}
-    blended = np.einsum("np,np->n", preds, weights[gene])
-    mse["blend"] = float(np.mean((blended - y) ** 2))
+    mse["blend"] = float(np.mean((np.einsum("np,np->n", preds, weights[gene]) - y) ** 2))
     readout.weights, readout.mode = weights, mode
     readout.report.update({
         "n_val_samples": int(len(val_rows)), "n_val_entries": int(len(y)),

@@ -1,4 +1,4 @@
-"""CLI: ``bulkfm split``, ``bulkfm train``, ``bulkfm embed-samples``."""
+"""CLI: ``bulkfm split``, ``bulkfm train``, ``bulkfm embed`` (sample embeddings)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    _add_split(subparsers)
-    _add_train(subparsers)
-    _add_embed(subparsers)
+    _register_split(subparsers)
+    _register_train(subparsers)
+    _register_embed(subparsers)
 
 
-def _add_split(subparsers: argparse._SubParsersAction) -> None:
+def _register_split(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "split", help="train/val/test split by group (study, BioProject, participant)",
         description="Assign every sample to train, val or test so that no group spans two "
@@ -37,7 +37,7 @@ def _add_split(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_split)
 
 
-def _add_train(subparsers: argparse._SubParsersAction) -> None:
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
     t = subparsers.add_parser(
         "train", help="train the autoencoder, then the graph transformer (resumable, DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,13 +79,15 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train)
 
 
-def _add_embed(subparsers: argparse._SubParsersAction) -> None:
+def _register_embed(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser(
-        "embed-samples", help="sample and gene embeddings of a trained model for a matrix",
-        description="Writes OUT/sample_embeddings.parquet (sample_id, pca_* = PCA of the raw "
-                    "log1p fitted on the training samples, emb_* = pooled final hidden states, "
-                    "ae_* = AE latent; the model's sample embedding is pca_* + emb_*) and "
-                    "OUT/gene_embeddings.parquet.")
+        "embed", help="sample embeddings (and contextual gene embeddings) of a trained model "
+                      "for a matrix",
+        description="Writes OUT/sample_embeddings.parquet (sample_id, embedding_* = the "
+                    "model's sample embedding, as defined in DIR/readout when it was trained; "
+                    "then its blocks: pca_* = PCA of the raw log1p fitted on the training "
+                    "samples, emb_* = pooled final hidden states, ae_* = AE latent) and "
+                    "OUT/gene_embeddings.parquet. (ESM2 gene embeddings: bulkfm embed-genes.)")
     e.add_argument("checkpoint", help="checkpoint dir or bulkfm train output dir")
     e.add_argument("--matrix", required=True)
     e.add_argument("-o", "--output", required=True, help="output directory")

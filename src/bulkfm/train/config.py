@@ -81,6 +81,10 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     mask_fraction: float = 0.15
+    # Stage 1's training mask (its denoising level), chosen per matrix among these by the
+    # validation samples' masked-gene MSE (bulkfm.train.choose); fewer than 2 values = no
+    # choice, stage 1 trains at mask_fraction.
+    ae_mask_choices: tuple[float, ...] = (0.15, 0.3, 0.5)
     # Stage 2: extra fraction of the observed genes hidden from the frozen AE context (training
     # only), to make the AE err on train samples as on unseen ones. Off: no gain on TCGA.
     context_extra_mask: float = 0.0
@@ -122,6 +126,8 @@ class TrainConfig:
             default = ModelSpec()
             object.__setattr__(self, "model_set", frozenset(
                 k for k in ModelSpec.keys() if getattr(self.model, k) != getattr(default, k)))
+        # YAML/JSON give a list; a tuple keeps the frozen config unchangeable
+        object.__setattr__(self, "ae_mask_choices", tuple(float(v) for v in self.ae_mask_choices))
         self._check()
         given = self.given_model()
         for size in _AUTO_SIZES if self.size == "auto" else (self.size,):
@@ -169,6 +175,9 @@ class TrainConfig:
             raise ValueError(f"max_genes must be >= 0, got {self.max_genes}")
         if not 0 < self.mask_fraction < 1:
             raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if any(not 0 < float(v) < 1 for v in self.ae_mask_choices):
+            raise ValueError(f"ae_mask_choices must be fractions in (0, 1), got "
+                             f"{list(self.ae_mask_choices)}")
         if not 0 <= self.context_extra_mask < 1:
             raise ValueError("context_extra_mask must be in [0, 1), got "
                              f"{self.context_extra_mask}")

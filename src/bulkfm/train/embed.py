@@ -1,11 +1,12 @@
 """Sample and gene embeddings of a trained model for any matrix, streamed in row batches.
 
-    OUT/sample_embeddings.parquet   sample_id, pca_0..pca_{N-1} (PCA of the raw log1p, fitted
-                                    on the training samples: DIR/readout), emb_0..emb_{d-1}
-                                    (mean or max of the final hidden states over genes),
-                                    ae_0..ae_{k-1} (the AE latent, when present). The model's
-                                    sample embedding is [pca_* | emb_*] (bulkfm.model.readout:
-                                    why; benchmarks/results/train.md: its probe vs PCA, AE)
+    OUT/sample_embeddings.parquet   sample_id, embedding_0..embedding_{D-1} (the model's sample
+                                    embedding, as defined in DIR/readout:
+                                    bulkfm.model.sample_embedding), then its blocks:
+                                    pca_0..pca_{N-1} (PCA of the raw log1p, fitted on the
+                                    training samples), emb_0..emb_{d-1} (mean or max of the
+                                    final hidden states over genes), ae_0..ae_{k-1} (the AE
+                                    latent, when present)
     OUT/gene_embeddings.parquet     gene, emb_0..emb_{d-1}: each gene's final hidden state
                                     averaged over the samples (contextual gene embedding)
 
@@ -54,28 +55,42 @@ def readout_of(checkpoint: str | os.PathLike[str]):
     return None
 
 
+def sample_embedding(parts: dict[str, np.ndarray | None], readout=None) -> np.ndarray:
+    """The model's sample embedding from its blocks: the readout's saved definition
+    (bulkfm.model.sample_embedding), else (runs from before it) [PCA | pooled hidden], else the
+    pooled hidden alone."""
+    if readout is not None and readout.embedding is not None:
+        return readout.embedding(parts)
+    if parts.get("pca") is not None:
+        return np.concatenate([parts["pca"], parts["pooled"]], axis=1)
+    return parts["pooled"]
+
+
 @torch.no_grad()
 def iter_embeddings(model: torch.nn.Module, data: SubsetMatrix, rows: np.ndarray | None,
                     batch_size: int, device: torch.device, progress: bool = True,
-                    readout=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                                    torch.Tensor | None, np.ndarray]]:
-    """Yield (row indices, sample embedding [B, N + d], AE latent [B, k] or None, hidden
-    [B, G, d], pooled hidden [B, d]). The sample embedding is [PCA of x | pooled hidden] when
-    ``readout`` has a PCA, else the pooled hidden alone."""
+                    readout=None) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                    dict[str, np.ndarray | None],
+                                                    torch.Tensor | None]]:
+    """Yield (row indices, sample embedding [B, D], blocks, hidden [B, G, d] or None).
+
+    blocks: ``pca`` (readout PCA of x, or None), ``ae`` (AE latent, or None), ``pooled``
+    (pooled final hidden states; for an AE checkpoint its latent)."""
     rows = np.arange(data.shape[0]) if rows is None else rows
     for idx, x in tqdm(iter_row_batches(data, batch_size, rows), desc="embed", unit="batch",
                        total=-(-len(rows) // batch_size), disable=not progress):
         xt = torch.from_numpy(x).to(device)
-        if model.kind == "autoencoder":
+        if getattr(model, "kind", None) == "autoencoder":  # kind is set by load()
             z = model.encode(xt).float().cpu().numpy()
-            yield idx, z, z, None, z
+            yield idx, z, {"pca": None, "ae": z, "pooled": z}, None
             continue
         pooled, hidden = model.embed(xt)
-        pooled = pooled.cpu().numpy()
-        z = model.ae.encode(xt).float().cpu().numpy() if model.ae is not None else None
-        pca = readout.pca(x, model.config.mask_value) if readout is not None else None
-        emb = pooled if pca is None else np.concatenate([pca, pooled], axis=1)
-        yield idx, emb, z, hidden, pooled
+        parts = {"pooled": pooled.cpu().numpy(),
+                 "ae": model.ae.encode(xt).float().cpu().numpy() if model.ae is not None
+                 else None,
+                 "pca": readout.pca(x, model.config.mask_value) if readout is not None
+                 else None}
+        yield idx, sample_embedding(parts, readout), parts, hidden
 
 
 def embed_matrix(checkpoint: str | os.PathLike[str], matrix_path: str | os.PathLike[str],
@@ -94,15 +109,17 @@ def embed_matrix(checkpoint: str | os.PathLike[str], matrix_path: str | os.PathL
     with atomic_path(out) as tmp:
         tmp.mkdir()
         writer: pq.ParquetWriter | None = None
-        for idx, emb, z, hidden, pooled in iter_embeddings(model, data, None, batch_size, dev,
-                                                           progress, readout):
+        for idx, emb, parts, hidden in iter_embeddings(model, data, None, batch_size, dev,
+                                                       progress, readout):
             cols: dict[str, object] = {"sample_id": [data.samples[i] for i in idx]}
             if model.kind != "autoencoder":
-                n_pca = emb.shape[1] - pooled.shape[1]
-                cols.update({f"pca_{j}": emb[:, j] for j in range(n_pca)})
-                cols.update({f"emb_{j}": pooled[:, j] for j in range(pooled.shape[1])})
-            if z is not None:
-                cols.update({f"ae_{j}": z[:, j] for j in range(z.shape[1])})
+                cols.update({f"embedding_{j}": emb[:, j] for j in range(emb.shape[1])})
+                for block, prefix in (("pca", "pca"), ("pooled", "emb")):
+                    if parts[block] is not None:
+                        cols.update({f"{prefix}_{j}": parts[block][:, j]
+                                     for j in range(parts[block].shape[1])})
+            if parts["ae"] is not None:
+                cols.update({f"ae_{j}": parts["ae"][:, j] for j in range(parts["ae"].shape[1])})
             table = pa.table(cols)
             if writer is None:
                 writer = pq.ParquetWriter(tmp / "sample_embeddings.parquet", table.schema)

@@ -164,6 +164,7 @@ class Stage:
     model_cfg: ModelConfig
     cfg: StageConfig
     loss: LossFn
+    mask_fraction: float | None = None  # training mask; None = the run's mask_fraction
 
 
 @torch.no_grad()
@@ -191,6 +192,131 @@ def validation_loss(module: nn.Module, loss: LossFn, data: SubsetMatrix, rows: n
     return total / n
 
 
+@dataclass
+class _Run:
+    """What one stage's steps share: the wrapped module, optimizer, checkpoint folder and the
+    best-by-validation state (``best/`` is a checkpoint beside the step ones, so a resumed run
+    knows the best so far)."""
+    stage: Stage
+    module: nn.Module
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    params: list[nn.Parameter]
+    root: Path
+    use_best: bool
+    best_val: float = math.inf
+    best_step: int = 0
+
+
+def _open_run(stage: Stage, module: nn.Module, tcfg: TrainConfig, out: Path, d: Dist,
+              val_rows: np.ndarray, metrics: MetricsLog) -> tuple[_Run, int]:
+    """Optimizer, resumed state (latest step checkpoint, best so far) and the DDP wrapper."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=stage.cfg.lr, weight_decay=tcfg.weight_decay)
+    root = out / "checkpoints" / stage.name
+    start = 0
+    latest = latest_checkpoint(root)
+    if latest is not None:
+        module.load_state_dict(load_file(str(latest / "weights.safetensors")))
+        state = load_train_state(latest)
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        log.info("%s: resuming from %s (step %d of %d)", stage.name, latest, start,
+                 stage.cfg.steps)
+    metrics.truncate(stage.name, start)
+    net: nn.Module = module
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    run = _Run(stage, module, net, opt, params, root,
+               use_best=d.main and len(val_rows) > 0 and tcfg.early_stopping_patience > 0)
+    if is_complete(root / "best"):
+        meta = json.loads((root / "best" / "config.json").read_text())
+        run.best_val, run.best_step = float(meta["val_loss"]), int(meta["step"])
+    return run, start
+
+
+def _train_step(run: _Run, data: SubsetMatrix, rows: np.ndarray, step: int, tcfg: TrainConfig,
+                d: Dist, bf16: bool) -> tuple[float, float, float]:
+    """One optimizer step on ``rows`` -> (mean loss over ranks, gradient norm, lr)."""
+    stage, sid = run.stage, STAGE_IDS[run.stage.name]
+    torch.manual_seed(int(step_generator(tcfg.seed, sid, step, d.rank, 1).initial_seed()))
+    x = torch.from_numpy(data.rows(rows)).to(d.device, non_blocking=True)
+    fraction = tcfg.mask_fraction if stage.mask_fraction is None else stage.mask_fraction
+    mask = random_mask(tuple(x.shape), fraction,
+                       step_generator(tcfg.seed, sid, step, d.rank)).to(d.device)
+    x_in = apply_mask(x, mask, stage.model_cfg.mask_value)
+    lr = lr_at(step, stage.cfg.lr, tcfg.warmup_steps, stage.cfg.steps)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = stage.loss(run.net, x, mask, x_in)
+    mean_loss = float(d.mean(loss.detach().reshape(1))[0])
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"{stage.name} step {step + 1}: loss is {mean_loss}; stopped without "
+                       f"saving. Last good checkpoint: {latest_checkpoint(run.root) or 'none'}. "
+                       "Lower the learning rate or check the input matrix")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(run.params, tcfg.grad_clip))
+    if not math.isfinite(grad_norm):
+        raise Diverged(f"{stage.name} step {step + 1}: gradient norm is {grad_norm}; "
+                       "stopped without saving. Lower the learning rate")
+    run.opt.step()
+    return mean_loss, grad_norm, lr
+
+
+def _validate(run: _Run, done: int, data: SubsetMatrix, val_rows: np.ndarray,
+              tcfg: TrainConfig, d: Dist, bf16: bool, genes: list[str],
+              frozen: nn.Module | None) -> float | str:
+    """Validation loss at step ``done`` (rank 0; "" elsewhere); keeps ``best/`` up to date."""
+    if not d.main:
+        return ""
+    stage = run.stage
+    val = validation_loss(run.module, stage.loss, data, val_rows, tcfg, stage.cfg.batch_size,
+                          d.device, bf16, stage.model_cfg.mask_value)
+    if frozen is not None:
+        frozen.eval()
+    if run.use_best and val < run.best_val:
+        run.best_val, run.best_step = val, done
+        save_checkpoint(run.root / "best", run.module, stage.model_cfg, genes, kind=stage.kind,
+                        meta={"stage": stage.name, "step": done, "val_loss": val})
+    return val
+
+
+def _save_step(run: _Run, done: int, tcfg: TrainConfig, d: Dist, genes: list[str]) -> None:
+    if d.main:
+        stage = run.stage
+        save_checkpoint(run.root / f"step-{done:08d}", run.module, stage.model_cfg, genes,
+                        kind=stage.kind,
+                        train_state={"step": done, "stage": stage.name,
+                                     "optimizer": run.opt.state_dict()},
+                        meta={"stage": stage.name, "step": done})
+        prune_checkpoints(run.root, tcfg.keep_checkpoints)
+    d.barrier()
+
+
+def _finish(run: _Run, final: Path, tcfg: TrainConfig, d: Dist, genes: list[str]) -> nn.Module:
+    """The stage's result: the best-by-validation weights (when kept), saved as ``final``."""
+    stage, module = run.stage, run.module
+    best_dir = run.root / "best"
+    if run.use_best and is_complete(best_dir):
+        log.info("%s: chose step %d of at most %d (best validation loss %.4g; patience %d "
+                 "evaluations of %d steps)", stage.name, run.best_step, stage.cfg.steps,
+                 run.best_val, tcfg.early_stopping_patience, tcfg.eval_every)
+        verify(best_dir)
+        module.load_state_dict(load_file(str(best_dir / "weights.safetensors")))
+    if d.main:
+        save_checkpoint(final, module, stage.model_cfg, genes, kind=stage.kind,
+                        meta={"stage": stage.name, "step": stage.cfg.steps,
+                              "best_step": run.best_step, "best_val_loss": run.best_val
+                              if math.isfinite(run.best_val) else None})
+    d.barrier()
+    if d.world > 1 and not d.main:  # every rank continues with rank 0's chosen weights
+        module.load_state_dict(load_file(str(final / "weights.safetensors")))
+    return module
+
+
 def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows: np.ndarray,
               tcfg: TrainConfig, out: Path, d: Dist, genes: list[str], stop: StopFlag,
               metrics: MetricsLog, bf16: bool, frozen: nn.Module | None = None,
@@ -207,83 +333,24 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
         verify(final)
         module.load_state_dict(load_file(str(final / "weights.safetensors")))
         return module
-
-    params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=stage.cfg.lr, weight_decay=tcfg.weight_decay)
-    root = out / "checkpoints" / stage.name
-    start = 0
-    latest = latest_checkpoint(root)
-    if latest is not None:
-        module.load_state_dict(load_file(str(latest / "weights.safetensors")))
-        state = load_train_state(latest)
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        log.info("%s: resuming from %s (step %d of %d)", stage.name, latest, start,
-                 stage.cfg.steps)
-    metrics.truncate(stage.name, start)
-    # Best-by-validation weights (the ones saved as the stage's result) and early stopping:
-    # both read the validation split only. ``best/`` is a checkpoint beside the step ones, so
-    # a resumed run knows the best so far.
-    best_dir = root / "best"
-    best_val, best_step = math.inf, 0
-    if is_complete(best_dir):
-        meta = json.loads((best_dir / "config.json").read_text())
-        best_val, best_step = float(meta["val_loss"]), int(meta["step"])
+    run, start = _open_run(stage, module, tcfg, out, d, val_rows, metrics)
     patience = tcfg.early_stopping_patience * tcfg.eval_every  # steps without a better val
-    use_best = d.main and len(val_rows) > 0 and tcfg.early_stopping_patience > 0
-
-    net: nn.Module = module
-    if d.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    net.train()
+    run.net.train()
     if frozen is not None:
         frozen.eval()
-    schedule = BatchSchedule(train_rows, stage.cfg.batch_size, tcfg.seed * 7919 + STAGE_IDS[stage.name],
-                             d.rank, d.world)
-    sid = STAGE_IDS[stage.name]
+    schedule = BatchSchedule(train_rows, stage.cfg.batch_size,
+                             tcfg.seed * 7919 + STAGE_IDS[stage.name], d.rank, d.world)
     bar = tqdm(total=stage.cfg.steps, initial=start, desc=f"train {stage.name}", unit="step",
                disable=not (d.main and progress))
     t0 = time.perf_counter()
     for step in range(start, stage.cfg.steps):
         t_step = time.perf_counter()
-        torch.manual_seed(int(step_generator(tcfg.seed, sid, step, d.rank, 1).initial_seed()))
         rows = schedule.batch(step)
-        x = torch.from_numpy(data.rows(rows)).to(d.device, non_blocking=True)
-        mask = random_mask(tuple(x.shape), tcfg.mask_fraction,
-                           step_generator(tcfg.seed, sid, step, d.rank)).to(d.device)
-        x_in = apply_mask(x, mask, stage.model_cfg.mask_value)
-        lr = lr_at(step, stage.cfg.lr, tcfg.warmup_steps, stage.cfg.steps)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = stage.loss(net, x, mask, x_in)
-        mean_loss = float(d.mean(loss.detach().reshape(1))[0])
-        if not math.isfinite(mean_loss):
-            raise Diverged(f"{stage.name} step {step + 1}: loss is {mean_loss}; stopped without "
-                           f"saving. Last good checkpoint: {latest_checkpoint(root) or 'none'}. "
-                           "Lower the learning rate or check the input matrix")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip))
-        if not math.isfinite(grad_norm):
-            raise Diverged(f"{stage.name} step {step + 1}: gradient norm is {grad_norm}; "
-                           "stopped without saving. Lower the learning rate")
-        opt.step()
-        done = step + 1
-        dt = time.perf_counter() - t_step
-        val = ""
+        mean_loss, grad_norm, lr = _train_step(run, data, rows, step, tcfg, d, bf16)
+        done, dt = step + 1, time.perf_counter() - t_step
+        val: float | str = ""
         if done % tcfg.eval_every == 0 or done == stage.cfg.steps:
-            if d.main:
-                val = validation_loss(module, stage.loss, data, val_rows, tcfg,
-                                      stage.cfg.batch_size, d.device, bf16,
-                                      stage.model_cfg.mask_value)
-                if frozen is not None:
-                    frozen.eval()
-                if use_best and val < best_val:
-                    best_val, best_step = val, done
-                    save_checkpoint(best_dir, module, stage.model_cfg, genes, kind=stage.kind,
-                                    meta={"stage": stage.name, "step": done, "val_loss": val})
+            val = _validate(run, done, data, val_rows, tcfg, d, bf16, genes, frozen)
         metrics.write(stage=stage.name, step=done, loss=f"{mean_loss:.6g}",
                       val_loss=f"{val:.6g}" if val != "" else "", lr=f"{lr:.4g}",
                       grad_norm=f"{grad_norm:.4g}",
@@ -292,39 +359,18 @@ def run_stage(stage: Stage, data: SubsetMatrix, train_rows: np.ndarray, val_rows
         bar.set_postfix(loss=f"{mean_loss:.4f}")
         bar.update(1)
         stopping = d.any(stop.signal is not None)
-        early = d.any(use_best and done - best_step >= patience)
+        early = d.any(run.use_best and done - run.best_step >= patience)
         if done % tcfg.checkpoint_every == 0 or done == stage.cfg.steps or stopping:
-            if d.main:
-                save_checkpoint(root / f"step-{done:08d}", module, stage.model_cfg, genes,
-                                kind=stage.kind,
-                                train_state={"step": done, "stage": stage.name,
-                                             "optimizer": opt.state_dict()},
-                                meta={"stage": stage.name, "step": done})
-                prune_checkpoints(root, tcfg.keep_checkpoints)
-            d.barrier()
+            _save_step(run, done, tcfg, d, genes)
         if stopping:
             bar.close()
             raise Preempted(f"stopped by signal at {stage.name} step {done}; checkpoint "
-                            f"{root / f'step-{done:08d}'} written. Rerun the same command to "
-                            "resume")
+                            f"{run.root / f'step-{done:08d}'} written. Rerun the same command "
+                            "to resume")
         if early:
             log.info("%s: early stop at step %d of %d: validation loss %.4g has not improved "
                      "for %d steps (best at step %d)", stage.name, done, stage.cfg.steps,
-                     best_val, done - best_step, best_step)
+                     run.best_val, done - run.best_step, run.best_step)
             break
     bar.close()
-    if use_best and is_complete(best_dir):
-        log.info("%s: chose step %d of at most %d (best validation loss %.4g; patience %d "
-                 "evaluations of %d steps)", stage.name, best_step, stage.cfg.steps, best_val,
-                 tcfg.early_stopping_patience, tcfg.eval_every)
-        verify(best_dir)
-        module.load_state_dict(load_file(str(best_dir / "weights.safetensors")))
-    if d.main:
-        save_checkpoint(final, module, stage.model_cfg, genes, kind=stage.kind,
-                        meta={"stage": stage.name, "step": stage.cfg.steps,
-                              "best_step": best_step, "best_val_loss": best_val
-                              if math.isfinite(best_val) else None})
-    d.barrier()
-    if d.world > 1 and not d.main:  # every rank continues with rank 0's chosen weights
-        module.load_state_dict(load_file(str(final / "weights.safetensors")))
-    return module
+    return _finish(run, final, tcfg, d, genes)

@@ -17,6 +17,7 @@ from bulkfm.model.autoencoder import Autoencoder
 from bulkfm.model.bulkformer import BulkFormer
 from bulkfm.model.config import ModelConfig
 from bulkfm.train import ddp
+from bulkfm.train.choose import CHOICES, choose_ae_mask, fit_sample_embedding
 from bulkfm.train.config import TrainConfig
 from bulkfm.train.loop import MetricsLog, Stage, StopFlag, ae_loss, masked_loss, run_stage
 from bulkfm.train.plots import plot_training_curves
@@ -63,10 +64,11 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
         torch.manual_seed(tcfg.seed)  # parameter init
         ae, model, cfg = _modules(prep, tcfg, out)
         with StopFlag() as stop:
-            ae = run_stage(Stage("ae", "autoencoder", ae, cfg, tcfg.ae,
-                                 partial(ae_loss, mask_value=cfg.mask_value)), prep.data,
-                           prep.train_rows, prep.val_rows, tcfg, out, d, prep.genes, stop,
-                           metrics, bf16, progress=progress)
+            stage1 = Stage("ae", "autoencoder", ae, cfg, tcfg.ae,
+                           partial(ae_loss, mask_value=cfg.mask_value))
+            choose_ae_mask(stage1, prep, tcfg, out, d, stop, metrics, bf16, progress)
+            ae = run_stage(stage1, prep.data, prep.train_rows, prep.val_rows, tcfg, out, d,
+                           prep.genes, stop, metrics, bf16, progress=progress)
             if model.ae is not None:
                 model.ae.load_state_dict(ae.state_dict())
                 # stage 1's context, frozen in stage 2 unless trained jointly (BulkFormer)
@@ -80,22 +82,30 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
                               progress=progress)
         readout_report = None
         if d.main:
-            readout_report = _fit_readout(model, prep, tcfg, out, d.device)
+            readout_report = _fit_readout(model, prep, tcfg, out, d.device, labels)
         if d.main:
             plot_training_curves(out / "metrics.csv", out / "training_curves.png")
-            summary = {"out": str(out), "genes": len(prep.genes),
-                       "train_samples": len(prep.train_rows), "val_samples": len(prep.val_rows),
-                       "device": str(d.device), "world_size": d.world, "bf16": bf16,
-                       "use_esm2": cfg.use_esm2, "use_gcn": cfg.use_gcn,
-                       "use_ae_context": cfg.use_ae_context,
-                       "init": str(prep.init.path) if prep.init is not None else None,
-                       "readout": readout_report,
-                       "seconds_this_run": round(time.perf_counter() - t0, 2)}
+            summary = _summary(out, prep, d, bf16, cfg, readout_report,
+                               round(time.perf_counter() - t0, 2))
             write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         d.barrier()
         return out
     finally:
         ddp.teardown()
+
+
+def _summary(out: Path, prep, d, bf16: bool, cfg: ModelConfig, readout_report: dict | None,
+             seconds: float) -> dict:
+    return {"out": str(out), "genes": len(prep.genes),
+            "train_samples": len(prep.train_rows), "val_samples": len(prep.val_rows),
+            "device": str(d.device), "world_size": d.world, "bf16": bf16,
+            "use_esm2": cfg.use_esm2, "use_gcn": cfg.use_gcn,
+            "use_ae_context": cfg.use_ae_context,
+            "init": str(prep.init.path) if prep.init is not None else None,
+            "readout": readout_report,
+            "choices": (json.loads((out / CHOICES).read_text())
+                        if (out / CHOICES).exists() else None),
+            "seconds_this_run": seconds}
 
 
 def _modules(prep, tcfg: TrainConfig, out: Path) -> tuple[torch.nn.Module, BulkFormer, ModelConfig]:
@@ -125,20 +135,26 @@ def _modules(prep, tcfg: TrainConfig, out: Path) -> tuple[torch.nn.Module, BulkF
 
 
 def _fit_readout(model: torch.nn.Module, prep, tcfg: TrainConfig, out: Path,
-                 device: torch.device) -> dict | None:
+                 device: torch.device, labels: str | None = None) -> dict | None:
     """Fit (or reuse) DIR/readout: blend weights on the validation split, kNN reference and
-    PCA from the training split (bulkfm.model.readout)."""
+    PCA from the training split (bulkfm.model.readout), and the sample embedding's definition
+    (bulkfm.train.choose.fit_sample_embedding; added to a readout saved without one)."""
     from bulkfm.model.readout import fit_readout, load_readout
 
-    existing = load_readout(out, len(prep.genes))
-    if existing is not None:
+    readout = load_readout(out, len(prep.genes))
+    if readout is not None and readout.embedding is not None:
         log.info("readout: %s exists; reused", out / "readout")
-        return existing.report
+        return {"mode": readout.mode, **readout.report,
+                "embedding": readout.embedding_report()}
     model.eval()
-    readout = fit_readout(model, prep.data, prep.train_rows, prep.val_rows,
-                          mask_fraction=tcfg.mask_fraction, knn_k=tcfg.knn_k,
-                          max_reference=tcfg.max_reference, embed_pca=tcfg.embed_pca,
-                          blend=tcfg.blend, seed=tcfg.seed,
-                          batch_size=tcfg.transformer.batch_size, device=device)
+    if readout is None:
+        readout = fit_readout(model, prep.data, prep.train_rows, prep.val_rows,
+                              mask_fraction=tcfg.mask_fraction, knn_k=tcfg.knn_k,
+                              max_reference=tcfg.max_reference, embed_pca=tcfg.embed_pca,
+                              blend=tcfg.blend, seed=tcfg.seed,
+                              batch_size=tcfg.transformer.batch_size, device=device)
+    readout.embedding = fit_sample_embedding(
+        model, readout, prep.data, prep.train_rows, prep.val_rows, labels=labels,
+        batch_size=tcfg.transformer.batch_size, device=device, seed=tcfg.seed)
     readout.save(out / "readout")
-    return {"mode": readout.mode, **readout.report}
+    return {"mode": readout.mode, **readout.report, "embedding": readout.embedding_report()}

@@ -1,0 +1,215 @@
+"""Settings ``bulkfm train`` chooses from the matrix: training and validation samples only.
+
+Stage 1's corruption level. The autoencoder is a denoising AE: the fraction of genes masked in
+its *training* input is its regulariser, and which level suits a matrix depends on how many
+samples it has and how alike they are (a few hundred TCGA samples of six cohorts vs 69 people
+of one cell type). So with ``ae_mask_choices`` of two or more values, stage 1 is trained once
+per value (same initial weights, same batches, early stopping as usual) in
+``DIR/choices/ae_mask_<f>/``, and the candidate whose reconstruction of *masked* genes of the
+validation samples is best (fixed masks at the run's ``mask_fraction``, the quantity the model
+is scored on) becomes stage 1's result (``DIR/ae``). ``DIR/choices.json`` holds every
+candidate's validation figure and the choice; the log says ``chose ...``. The test split is
+never read. ``--init`` keeps the pretrained AE's training, so no choice is made there.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bulkfm.common.atomic import atomic_path, write_text_atomic
+from bulkfm.model.checkpoint import is_complete
+from bulkfm.train.loop import MetricsLog, Stage, run_stage, validation_loss
+
+log = logging.getLogger(__name__)
+
+CHOICES = "choices.json"
+
+
+def masked_ae_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor, x_in: torch.Tensor,
+                   mask_value: float = -10.0) -> torch.Tensor:
+    """MSE of the AE's reconstruction on the masked genes only (what the model is scored on)."""
+    recon, _ = module(x_in)
+    keep = mask & (x != mask_value)
+    return F.mse_loss(recon.float()[keep], x[keep])
+
+
+def _candidate_dir(out: Path, fraction: float) -> Path:
+    return out / "choices" / f"ae_mask_{fraction:g}"
+
+
+def _copy_metrics(src: Path, metrics: MetricsLog) -> None:
+    """The chosen candidate's stage-1 rows into DIR/metrics.csv (curves, step counts)."""
+    if not src.exists():
+        return
+    metrics.truncate("ae", 0)
+    with open(src, newline="") as fh:
+        for row in csv.DictReader(fh):
+            metrics.write(**row)
+
+
+def choose_ae_mask(stage: Stage, prep, tcfg, out: Path, d, stop, metrics: MetricsLog,
+                   bf16: bool, progress: bool) -> float | None:
+    """Train stage 1 once per ``tcfg.ae_mask_choices`` value and keep the best by validation
+    (module 'choose' docstring); returns the chosen fraction, or None when no choice is made
+    (fewer than 2 values, no validation samples, ``--init``, or stage 1 already finished)."""
+    values = sorted({float(v) for v in tcfg.ae_mask_choices})
+    done = out / CHOICES
+    if done.exists() and is_complete(out / stage.name):
+        chosen = json.loads(done.read_text()).get("ae_mask_fraction")
+        return None if chosen is None else float(chosen["chosen"])
+    if len(values) < 2 or len(prep.val_rows) == 0 or prep.init is not None \
+            or is_complete(out / stage.name):
+        return None
+    start = copy.deepcopy(stage.module.state_dict())  # every candidate from the same weights
+    scores: dict[str, float] = {}
+    for f in values:
+        stage.module.load_state_dict(start)
+        where = _candidate_dir(out, f)
+        if d.main:
+            where.mkdir(parents=True, exist_ok=True)
+        cand = Stage(stage.name, stage.kind, stage.module, stage.model_cfg, stage.cfg,
+                     stage.loss, mask_fraction=f)
+        module = run_stage(cand, prep.data, prep.train_rows, prep.val_rows, tcfg, where, d,
+                           prep.genes, stop, MetricsLog(where / "metrics.csv", d.main), bf16,
+                           progress=progress)
+        scores[f"{f:g}"] = validation_loss(
+            module, lambda m, x, k, xi: masked_ae_loss(m, x, k, xi, stage.model_cfg.mask_value),
+            prep.data, prep.val_rows, tcfg, stage.cfg.batch_size, d.device, bf16,
+            stage.model_cfg.mask_value)
+    best = min(values, key=lambda v: (scores[f"{v:g}"], v))  # ties: the lighter corruption
+    log.info("ae: chose training mask fraction %g of %s (validation masked-gene MSE %s, fixed "
+             "%g masks)", best, values, {k: round(v, 4) for k, v in scores.items()},
+             tcfg.mask_fraction)
+    if d.main:  # the record first: a rerun after a stop in between copies again
+        record = {"ae_mask_fraction": {
+            "chosen": best, "candidates": values, "validation_masked_mse": scores,
+            "criterion": f"masked-gene MSE of the AE on the validation split, fixed "
+                         f"{tcfg.mask_fraction:g} masks",
+            "n_val_samples": int(len(prep.val_rows))}}
+        write_text_atomic(done, json.dumps(record, indent=2) + "\n")
+        _copy_metrics(_candidate_dir(out, best) / "metrics.csv", metrics)
+        with atomic_path(out / stage.name) as tmp:
+            shutil.copytree(_candidate_dir(out, best) / stage.name, tmp)
+    d.barrier()
+    return best
+
+
+# --------------------------------------------------------------------------- sample embedding
+# Candidate block weights of the sample embedding (bulkfm.model.sample_embedding), in order of
+# preference for ties; the first is the one used when no labels are given.
+EMBEDDING_CANDIDATES: tuple[dict[str, float], ...] = (
+    {"pca": 1.0, "ae": 1.0, "pooled": 0.0},
+    {"pca": 1.0, "ae": 0.0, "pooled": 1.0},
+    {"pca": 1.0, "ae": 1.0, "pooled": 1.0},
+)
+# Another candidate replaces the first only when its grouped CV gets at least this many more
+# samples right: a one-sample difference is noise at a few dozen labelled samples.
+SWITCH_MARGIN = 2
+
+
+def _blocks(model, readout, data, rows: np.ndarray, batch_size: int, device
+            ) -> dict[str, np.ndarray | None]:
+    from bulkfm.train.embed import iter_embeddings
+
+    got: dict[str, list[np.ndarray]] = {"pca": [], "ae": [], "pooled": []}
+    for _, _, parts, _ in iter_embeddings(model, data, rows, batch_size, torch.device(device),
+                                          False, readout):
+        for b, x in parts.items():
+            if x is not None:
+                got[b].append(x)
+    return {b: np.concatenate(v) if v else None for b, v in got.items()}
+
+
+def _labelled(labels: str | None, samples: list[str],
+              matrix_samples: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(label, group) per sample of ``samples`` (NaN where unlabelled), or None without a
+    labels file."""
+    if not labels:
+        return None
+    from bulkfm.evaluate.run import read_labels
+
+    table = read_labels(labels, matrix_samples).set_index("sample_id")
+    lab = table["label"].reindex(samples).to_numpy(dtype=object)
+    grp = table["group"].reindex(samples).to_numpy(dtype=object)
+    return lab, grp
+
+
+def fit_sample_embedding(model, readout, data, train_rows: np.ndarray, val_rows: np.ndarray, *,
+                         labels: str | None, batch_size: int, device, seed: int):
+    """The sample embedding's definition: training-split statistics per block, block weights
+    chosen on the validation split (module docstring of bulkfm.model.sample_embedding)."""
+    rows = np.concatenate([np.asarray(train_rows), np.asarray(val_rows)]).astype(np.int64)
+    is_train = np.arange(len(rows)) < len(train_rows)
+    parts = _blocks(model, readout, data, rows, batch_size, device)
+    available = [c for c in EMBEDDING_CANDIDATES
+                 if all(parts[b] is not None for b, w in c.items() if w > 0)]
+    if not available:  # a model without an AE or a readout without PCA: pooled hidden only
+        available = [{"pooled": 1.0}]
+    train_parts = {b: x[is_train] if x is not None else None for b, x in parts.items()}
+    weights, report = _choose_weights(available, parts, train_parts, is_train,
+                                      _labelled(labels, [str(data.samples[i]) for i in rows],
+                                                [str(s) for s in data.samples]),
+                                      seed)
+    emb = _embedding(train_parts, weights, seed)
+    emb.report.update(report)
+    log.info("sample embedding: chose %s (%s)", weights, report["how"])
+    return emb
+
+
+def _embedding(train_parts: dict, weights: dict[str, float], seed: int):
+    """SampleEmbedding for ``weights`` (key ``project`` = K: PCA-K of the weighted blocks,
+    fitted on the training rows)."""
+    from sklearn.decomposition import PCA
+
+    from bulkfm.model.sample_embedding import standardiser
+
+    blocks = {b: w for b, w in weights.items() if b != "project"}
+    emb = standardiser(train_parts, blocks)
+    k = int(weights.get("project", 0))
+    if k:
+        x = emb(train_parts)
+        p = PCA(min(k, x.shape[0] - 1, x.shape[1]), random_state=seed).fit(x)
+        emb.projection, emb.projection_mean = p.components_, p.mean_
+        emb.report["projection"] = int(p.n_components_)
+    return emb
+
+
+def _choose_weights(candidates: list[dict[str, float]], parts: dict, train_parts: dict,
+                    is_train: np.ndarray, labelled, seed: int
+                    ) -> tuple[dict[str, float], dict]:
+    """The candidate with the best probe accuracy in grouped 5-fold CV over the labelled
+    training + validation samples (ties: the earlier candidate); the first without labels."""
+    from bulkfm.evaluate.probes import probe_cv
+
+    first = candidates[0]
+    if labelled is None:
+        return first, {"how": "no labels given: the default blocks", "candidates": candidates}
+    lab, grp = labelled
+    ok = np.array([v is not None and v == v and v != "" for v in lab])
+    if ok.sum() < 10 or len(set(lab[ok])) < 2 or len(candidates) < 2:
+        return first, {"how": "too few labelled training/validation samples: the default "
+                              "blocks", "candidates": candidates}
+    y, g = lab[ok].astype(str), grp[ok].astype(str)
+    scores = []
+    for c in candidates:
+        x = _embedding(train_parts, c, seed)(parts)[ok]
+        scores.append(probe_cv(x, y, g, folds=5, seed=seed)["accuracy"])
+    n = int(ok.sum())
+    best = int(np.argmax(scores))
+    if round((scores[best] - scores[0]) * n) < SWITCH_MARGIN:
+        best = 0
+    return candidates[best], {
+        "how": f"grouped 5-fold CV probe accuracy over {n} labelled training + validation "
+               f"samples (test split not read): {[round(s, 4) for s in scores]}; the first "
+               f"candidate unless another gets >= {SWITCH_MARGIN} more samples right",
+        "candidates": candidates, "cv_accuracy": [round(s, 4) for s in scores]}
