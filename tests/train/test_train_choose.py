@@ -56,4 +56,4 @@ def test_embedding_definition_round_trips_and_standardises_on_train() -> None:
 def test_ae_mask_choices_must_be_fractions() -> None:
     with pytest.raises(ValueError, match="ae_mask_choices"):
         from_dict({"ae_mask_choices": [0.15, 1.5]})
-    assert from_dict({"ae_mask_choices": []}).ae_mask_choices == []
+    assert from_dict({"ae_mask_choices": []}).ae_mask_choices == ()
