@@ -161,8 +161,9 @@ def main() -> None:
         print(f"## {name}\n\n```json\n{json.dumps(result)}\n```\n", flush=True)
 
     print("| run | seen gen r / train-mean r | top-50 | unseen gen r / additive r | top-50 | "
-          "RF AUC | kNN recall | label ratio | var ratio | energy (gaussian) |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|---|")
+          "RF AUC (real training samples) | kNN recall | label ratio | var ratio | "
+          "energy (gaussian) | bio->study probe |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---|---:|")
     for name, r, *_ in rows:
         s, u = r.get("seen") or {}, r.get("unseen") or {}
 
@@ -170,13 +171,16 @@ def main() -> None:
             return f"{d.get(a)} / {d.get(b)}" if d else "—"
 
         g = r["realism_baselines"]["gaussian_noise"]
+        t = r["realism_baselines"].get("train_samples", {})
+        probe = (r.get("probes") or {}).get("study", {}).get("bio", "—")
         print(f"| {name} | {pair(s, 'generator_r', 'train_mean_r')} | "
               f"{pair(s, 'generator_r_top50', 'train_mean_r_top50')} | "
               f"{pair(u, 'generator_r', 'additive_r')} | "
               f"{pair(u, 'generator_r_top50', 'additive_r_top50')} | "
-              f"{r['auc_real_vs_generated']} | {r['knn_recall']} | "
+              f"{r['auc_real_vs_generated']} ({t.get('auc_real_vs_generated')}) | "
+              f"{r['knn_recall']} | "
               f"{r['label_accuracy_generated_over_real']} | {r['variance_ratio_median']} | "
-              f"{r['energy_distance']} ({g['energy_distance']}) |")
+              f"{r['energy_distance']} ({g['energy_distance']}) | {probe} |")
     print("\n| run | train wall (s) | samples/s | evaluate (s) | generate "
           f"{args.n_generate:,} (s, incl. start-up) | peak RSS so far (MB) |")
     print("|---|---:|---:|---:|---:|---:|")

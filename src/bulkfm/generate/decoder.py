@@ -19,7 +19,8 @@ from torch import nn
 
 class Decoder(nn.Module):
     def __init__(self, n_genes: int, latents: dict[str, int], hidden: int,
-                 dropout: float = 0.1, noise_heads: bool = True) -> None:
+                 dropout: float = 0.1, noise_heads: bool = True, tech_scale: bool = False
+                 ) -> None:
         super().__init__()
         self.parts = nn.ModuleDict({
             g: nn.Sequential(nn.Linear(k, hidden), nn.GELU(), nn.Dropout(dropout),
@@ -29,15 +30,23 @@ class Decoder(nn.Module):
         self.log_sigma = nn.Parameter(torch.full((n_genes,), -0.5))  # residual sd, std units
         self.noise = nn.ModuleDict({g: nn.Linear(k, n_genes) for g, k in latents.items()}
                                    if noise_heads else {})
-        for head in self.noise.values():  # start homoscedastic
-            nn.init.zeros_(head.weight)
+        # Per-gene log gain of the non-technical terms, a linear map of z_tech (starts at 1).
+        self.gain = nn.Linear(latents["tech"], n_genes) if tech_scale and "tech" in latents \
+            else None
+        for head in [*self.noise.values(), *([self.gain] if self.gain is not None else [])]:
+            nn.init.zeros_(head.weight)  # start homoscedastic / with gain 1
             nn.init.zeros_(head.bias)
 
     def forward(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
         """{group: [B, k_g]} -> mean [B, G] (standardized expression)"""
         out = self.bias
         for g, net in self.parts.items():
-            out = out + net(z[g])
+            if g != "tech":
+                out = out + net(z[g])
+        if self.gain is not None:
+            out = out * self.gain(z["tech"]).clamp(-2.0, 2.0).exp()  # [B, G]
+        if "tech" in self.parts:
+            out = out + self.parts["tech"](z["tech"])
         return out
 
     def sigma(self, z: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 KIND = "generator"
 # Keys of the workflow's generate: section that steer the workflow (generate.smk), not training.
 WORKFLOW_KEYS = JOB_KEYS["generate"]
-METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "mse_std", "lr", "samples_per_s")
+METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "indep", "mse_std", "lr", "samples_per_s")
 
 
 @dataclass
@@ -443,6 +443,10 @@ def load_generator(path: str | os.PathLike[str]) -> Generator:
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{ckpt}: not a generator checkpoint (kind {meta.get('kind')!r}); "
                               "give the output directory of `bulkfm train-generator`")
+    if "tech_scale" not in meta["model"]:
+        raise CheckpointError(f"{ckpt}: written by an older bulkfm (a decoder without the "
+                              "technical gain); train it again with `bulkfm train-generator "
+                              "--no-resume`")
     cfg = GeneratorConfig.from_dict(meta["model"])
     model = Generator(cfg, Vocabulary.from_dict(meta["vocab"]))
     state = load_file(str(ckpt / "weights.safetensors"))
