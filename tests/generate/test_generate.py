@@ -117,6 +117,27 @@ def test_resume_is_identical(tcga_cut, tmp_path, fast):
                         GenTrainConfig.from_dict({**fast, "steps": 61}), progress=False)
 
 
+def test_older_generator_is_refused_with_retrain_hint(tcga_model, tmp_path):
+    """A generator written before the technical gain (no ``tech_scale`` in its config, a valid
+    manifest) is refused with the retrain command, not loaded with the wrong decoder."""
+    from bulkfm.model.checkpoint import MANIFEST, CheckpointError, _sha256
+
+    old = tmp_path / "old"
+    shutil.copytree(tcga_model / "model", old / "model")
+    shutil.copy(tcga_model / "split.tsv", old / "split.tsv")
+    cfg_path = old / "model" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["model"]["tech_scale"]
+    cfg_path.write_text(json.dumps(cfg))
+    manifest = json.loads((old / "model" / MANIFEST).read_text())
+    manifest["files"]["config.json"] = {"bytes": cfg_path.stat().st_size,
+                                        "sha256": _sha256(cfg_path)}
+    (old / "model" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"older bulkfm.*train-generator --no-resume"):
+        load_generator(old)
+    assert load_generator(tcga_model).cfg.tech_scale  # the current format loads
+
+
 # ----------------------------------------------------------------------------- bad input
 def _query(tmp_path, df: pd.DataFrame):
     q = tmp_path / "q.tsv"
@@ -226,3 +247,22 @@ def test_unseen_value_lists_ontology_neighbours():
     with pytest.raises(ConditionError, match=r"nearest known values: MONDO:0007254 "
                                              r"\(breast cancer\)"):
         vocab.resolve("disease", "brest cancer", "q row 2")
+
+
+def test_technical_gain_keeps_study_in_the_technical_part(two_processings_cut, tmp_path, fast):
+    """Two real processings of the same tumours: the technical gain is learned (it leaves
+    its zero start), the technical part carries the study, and the generator reproduces the
+    held-out conditions' change with the study set."""
+    from bulkfm.generate.evaluate import evaluate_generator
+
+    matrix, meta = two_processings_cut
+    out = tmp_path / "two"
+    train_generator(str(matrix), str(meta), out, GenTrainConfig.from_dict(
+        {**fast, "steps": 400, "holdout_unseen": 0}), progress=False)
+    model = load_generator(out)
+    assert model.decoder.gain is not None and model.decoder.gain.weight.abs().max() > 1e-3
+    r = evaluate_generator(out, matrix, meta, gen_per_sample=5, plots=False)
+    probe = r["probes"]["study"]
+    assert probe["tech"] >= 0.95, probe
+    assert r["seen"]["generator_r"] > r["seen"]["train_mean_r"] - 0.03, r["seen"]
+    assert r["realism_baselines"]["train_samples"]["auc_real_vs_generated"] is not None

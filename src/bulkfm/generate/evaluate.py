@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,27 +122,49 @@ def _mean_or_none(v: list[float]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str],
-                       metadata_path: str | os.PathLike[str], *, out: str | None = None,
-                       gen_per_sample: int = 20, min_samples: int = 3, max_reference: int = 2000,
-                       max_samples: int = 2000, seed: int = 0, batch: int = 256,
-                       plots: bool = True) -> dict[str, Any]:
-    model_dir = Path(model_dir)
-    out_dir = Path(out) if out else model_dir / "evaluate"
-    model = load_generator(model_dir)
-    genes = list(model.genes)
-    data = model_view(model, matrix_path)
-    meta, _ = read_metadata(metadata_path)
-    check_samples(meta, data.samples, str(metadata_path))
-    meta = attach_study(meta, data.matrix)
+@dataclass
+class _TrainStats:
+    """Streamed statistics of the training samples, in log1p units."""
+
+    grand: np.ndarray  # [G] training grand mean
+    sums: dict[str, np.ndarray]  # condition key -> [G] sum
+    counts: dict[str, int]  # condition key -> samples
+    fsum: dict[tuple[str, str], np.ndarray]  # (field, value) -> [G] sum
+    fcnt: dict[tuple[str, str], int]
+    ref: np.ndarray  # [R, G] a random subset of training profiles (PCA, classifiers, probes)
+    ref_ids: list[str]  # [R]
+
+
+@dataclass
+class _Held:
+    """Held-out real profiles and their generated counterparts."""
+
+    ids: list[str]  # every held-out sample evaluated
+    real: np.ndarray  # [H, G]
+    table: pd.DataFrame  # model-vocabulary metadata of ids
+    ok: np.ndarray  # [H] bool: every bio/pert value known to the model
+    fake: np.ndarray  # [H_ok, R, G] gen_per_sample profiles per evaluable sample
+    keys: np.ndarray  # [H_ok] condition keys of the evaluable samples
+
+    @property
+    def real_ok(self) -> np.ndarray:
+        return self.real[self.ok]
+
+    @property
+    def ids_ok(self) -> list[str]:
+        return [s for s, o in zip(self.ids, self.ok, strict=True) if o]
+
+
+def _split_ids(model_dir: Path, meta: pd.DataFrame, metadata_path: str | os.PathLike[str],
+               pos: dict[str, int], max_samples: int, rng: np.random.Generator
+               ) -> tuple[list[str], list[str]]:
+    """-> (training IDs, held-out IDs, at most max_samples) from train-generator's split.tsv."""
     split_path = model_dir / "split.tsv"
     if not split_path.is_file():
         raise ConditionError(f"{split_path} missing: give the output directory of "
                              "`bulkfm train-generator`")
     split = pd.read_csv(split_path, sep="\t", dtype=str, keep_default_na=False)
     train_ids = set(split.loc[split.split == "train", "sample_id"])
-    pos = {s: i for i, s in enumerate(data.samples)}
-    rng = np.random.default_rng(seed)
     train = [s for s in meta.index if s in train_ids]
     held = [s for s in meta.index if s not in train_ids]
     if not held:
@@ -149,162 +172,208 @@ def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.
                              "needs held-out samples (train with holdout_fraction > 0)")
     if len(held) > max_samples:
         held = sorted(rng.choice(held, max_samples, replace=False).tolist(), key=pos.get)
-    cond = condition_fields(model.vocab)
-    table, ok = _resolve_rows(model, meta)
-    keys = table.apply(lambda r: condition_key(r, cond), axis=1) if cond else \
-        pd.Series("all", index=table.index)
+    return train, held
 
-    # --- training statistics, streamed: grand mean, condition means, per-field-value means
-    g = len(genes)
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    fsum: dict[tuple[str, str], np.ndarray] = {}
-    fcnt: dict[tuple[str, str], int] = {}
-    grand = np.zeros(g)
+
+def _train_stats(data: Any, train: list[str], pos: dict[str, int], keys: pd.Series,
+                 table: pd.DataFrame, cond: list[str], max_reference: int, batch: int,
+                 rng: np.random.Generator) -> _TrainStats:
+    g = len(data.genes)
+    st = _TrainStats(np.zeros(g), {}, {}, {}, {}, np.zeros((0, g), np.float32), [])
     ref_ids = set(rng.choice(train, min(max_reference, len(train)), replace=False).tolist())
-    ref_x, ref_ids_l = [], []
-    trows = np.array([pos[s] for s in train])
-    for idx, x in iter_row_batches(data, batch, trows):
+    ref_x = []
+    for idx, x in iter_row_batches(data, batch, np.array([pos[s] for s in train])):
         for i, row in zip(idx, x.astype(np.float64), strict=True):
             s = data.samples[i]
-            grand += row
+            st.grand += row
             k = keys[s]
-            sums[k] = sums.get(k, 0) + row
-            counts[k] = counts.get(k, 0) + 1
+            st.sums[k] = st.sums.get(k, 0) + row
+            st.counts[k] = st.counts.get(k, 0) + 1
             for f in cond:
                 fv = (f, table.at[s, f])
-                fsum[fv] = fsum.get(fv, 0) + row
-                fcnt[fv] = fcnt.get(fv, 0) + 1
+                st.fsum[fv] = st.fsum.get(fv, 0) + row
+                st.fcnt[fv] = st.fcnt.get(fv, 0) + 1
             if s in ref_ids:
                 ref_x.append(row)
-                ref_ids_l.append(s)
-    grand /= len(train)
-    ref = np.array(ref_x, dtype=np.float32)
+                st.ref_ids.append(s)
+    st.grand /= len(train)
+    st.ref = np.array(ref_x, dtype=np.float32)
+    return st
 
-    # --- held-out real + generated (gen_per_sample per real sample, with its own codes)
-    hrows = np.array([pos[s] for s in held])
-    real = np.concatenate([x for _, x in iter_row_batches(data, batch, hrows)])
+
+def _generate_held(model: Generator, data: Any, held: list[str], pos: dict[str, int],
+                   meta: pd.DataFrame, table: pd.DataFrame, ok: np.ndarray, keys: pd.Series,
+                   gen_per_sample: int, batch: int, seed: int) -> _Held:
+    """Real held-out profiles, and gen_per_sample generated ones each with its own codes."""
+    real = np.concatenate([x for _, x in iter_row_batches(data, batch,
+                                                          np.array([pos[s] for s in held]))])
     hok = ok[[meta.index.get_loc(s) for s in held]]
     htab = table.loc[held]
     codes = _codes(model, htab.loc[hok])
     gen = torch.Generator().manual_seed(seed)
-    fake_all = []
-    for r in range(gen_per_sample):
-        fake_all.append(model.sample(codes, gen).numpy())
-    fake_all = np.stack(fake_all, 1)  # [H_ok, R, G]
-    real_ok = real[hok]
-    held_ok = [s for s, o in zip(held, hok, strict=True) if o]
-    hkeys = keys.loc[held_ok].to_numpy()
+    fake = np.stack([model.sample(codes, gen).numpy() for _ in range(gen_per_sample)], 1)
+    h = _Held(held, real, htab, hok, fake, np.array([]))
+    h.keys = keys.loc[h.ids_ok].to_numpy()
+    return h
 
-    # --- per condition: r of the change vs baselines
-    per: list[dict[str, Any]] = []
-    train_keys = {k: v for k, v in counts.items()}
-    for k in sorted(set(hkeys)):
-        sel = hkeys == k
-        if sel.sum() < min_samples:
-            continue
-        rmean = real_ok[sel].mean(0)
-        gmean = fake_all[sel].reshape(-1, g).mean(0)
-        seen = k in train_keys and train_keys[k] >= 1
-        row0 = htab.loc[np.array(held_ok)[sel][0]]
-        if seen:
-            base = sums[k] / counts[k]
-        else:
-            base = grand + sum((fsum[(f, row0[f])] / fcnt[(f, row0[f])] - grand)
-                               for f in cond if (f, row0[f]) in fcnt)
-        near = _nearest_condition(k, row0, cond, train_keys, table, train)
-        nmean = sums[near] / counts[near] if near else grand
-        dr = rmean - grand
-        top = np.argsort(-np.abs(dr))[:50]
-        rec = {"condition": k, "seen": bool(seen), "n_real": int(sel.sum()),
-               "n_generated": int(sel.sum() * gen_per_sample),
-               "generator_r": pearson(gmean - grand, dr),
-               "baseline_r": pearson(base - grand, dr),
-               "nearest_r": pearson(nmean - grand, dr), "nearest_condition": near,
-               "generator_r_top50": pearson((gmean - grand)[top], dr[top]),
-               "baseline_r_top50": pearson((base - grand)[top], dr[top]),
-               "nearest_r_top50": pearson((nmean - grand)[top], dr[top]),
-               "generator_r2": _r2(rmean, gmean), "baseline_r2": _r2(rmean, base),
-               "grand_mean_r2": _r2(rmean, grand)}
-        rec["_delta"] = (dr, gmean - grand, base - grand)
-        per.append(rec)
 
-    def summary(recs: list[dict], name: str) -> dict[str, Any] | None:
-        if not recs:
-            return None
-        s = {"generator_r": _mean_or_none([r["generator_r"] for r in recs]),
-             f"{name}_r": _mean_or_none([r["baseline_r"] for r in recs]),
-             "generator_r_top50": _mean_or_none([r["generator_r_top50"] for r in recs]),
-             f"{name}_r_top50": _mean_or_none([r["baseline_r_top50"] for r in recs]),
-             "nearest_r": _mean_or_none([r["nearest_r"] for r in recs]),
-             "nearest_r_top50": _mean_or_none([r["nearest_r_top50"] for r in recs]),
-             "generator_r2": _mean_or_none([r["generator_r2"] for r in recs]),
-             f"{name}_r2": _mean_or_none([r["baseline_r2"] for r in recs]),
-             "grand_mean_r2": _mean_or_none([r["grand_mean_r2"] for r in recs]),
-             "n": len(recs)}
-        return s
+def _condition_record(k: str, sel: np.ndarray, h: _Held, st: _TrainStats, cond: list[str],
+                      table: pd.DataFrame, train: list[str]) -> dict[str, Any]:
+    """Pearson r of the change from the grand mean for one held-out condition: generator,
+    baseline (training mean if seen, else additive), nearest training condition."""
+    g = h.real.shape[1]
+    grand = st.grand
+    rmean = h.real_ok[sel].mean(0)
+    gmean = h.fake[sel].reshape(-1, g).mean(0)
+    seen = st.counts.get(k, 0) >= 1
+    row0 = h.table.loc[np.array(h.ids_ok)[sel][0]]
+    if seen:
+        base = st.sums[k] / st.counts[k]
+    else:
+        base = grand + sum((st.fsum[(f, row0[f])] / st.fcnt[(f, row0[f])] - grand)
+                           for f in cond if (f, row0[f]) in st.fcnt)
+    near = _nearest_condition(k, row0, cond, st.counts, table, train)
+    nmean = st.sums[near] / st.counts[near] if near else grand
+    dr = rmean - grand
+    top = np.argsort(-np.abs(dr))[:50]
+    rec = {"condition": k, "seen": bool(seen), "n_real": int(sel.sum()),
+           "n_generated": int(h.fake[sel].shape[0] * h.fake.shape[1]),
+           "generator_r": pearson(gmean - grand, dr),
+           "baseline_r": pearson(base - grand, dr),
+           "nearest_r": pearson(nmean - grand, dr), "nearest_condition": near,
+           "generator_r_top50": pearson((gmean - grand)[top], dr[top]),
+           "baseline_r_top50": pearson((base - grand)[top], dr[top]),
+           "nearest_r_top50": pearson((nmean - grand)[top], dr[top]),
+           "generator_r2": _r2(rmean, gmean), "baseline_r2": _r2(rmean, base),
+           "grand_mean_r2": _r2(rmean, grand)}
+    rec["_delta"] = (dr, gmean - grand, base - grand)
+    return rec
 
-    seen_recs = [r for r in per if r["seen"]]
-    unseen_recs = [r for r in per if not r["seen"]]
 
-    # --- realism in PCA of real training samples
+def _summary(recs: list[dict], name: str) -> dict[str, Any] | None:
+    """Mean over conditions of each r / R², the baseline's keys named ``name``."""
+    if not recs:
+        return None
+    return {"generator_r": _mean_or_none([r["generator_r"] for r in recs]),
+            f"{name}_r": _mean_or_none([r["baseline_r"] for r in recs]),
+            "generator_r_top50": _mean_or_none([r["generator_r_top50"] for r in recs]),
+            f"{name}_r_top50": _mean_or_none([r["baseline_r_top50"] for r in recs]),
+            "nearest_r": _mean_or_none([r["nearest_r"] for r in recs]),
+            "nearest_r_top50": _mean_or_none([r["nearest_r_top50"] for r in recs]),
+            "generator_r2": _mean_or_none([r["generator_r2"] for r in recs]),
+            f"{name}_r2": _mean_or_none([r["baseline_r2"] for r in recs]),
+            "grand_mean_r2": _mean_or_none([r["grand_mean_r2"] for r in recs]),
+            "n": len(recs)}
+
+
+def _train_copies(h: _Held, st: _TrainStats, full: pd.Series, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """[H_ok, G]: for each held-out row a real training profile of the same condition (every
+    field, technical ones too; else any), distinct within a condition while they last."""
+    ref_keys = full.loc[st.ref_ids].to_numpy()
+    pools: dict[str, list[int]] = {}
+    out = np.empty_like(h.real_ok)
+    for i, k in enumerate(full.loc[h.ids_ok].to_numpy()):
+        if not pools.get(k):
+            cand = np.nonzero(ref_keys == k)[0]
+            pools[k] = list(rng.permutation(cand if len(cand) else len(ref_keys)))
+        out[i] = st.ref[pools[k].pop()]
+    return out
+
+
+def _baseline(p_real: np.ndarray, p_other: np.ndarray, seed: int) -> dict[str, float]:
+    prec, rec = knn_precision_recall(p_real, p_other)
+    return {"auc_real_vs_generated": rf_auc(p_real, p_other, seed),
+            "energy_distance": energy_distance(p_real, p_other),
+            "knn_precision": prec, "knn_recall": rec}
+
+
+def _realism(h: _Held, st: _TrainStats, full: pd.Series, seed: int, rng: np.random.Generator
+             ) -> tuple[dict[str, Any], Any, np.ndarray, np.ndarray]:
+    """RF AUC, energy distance, kNN precision/recall in a PCA of real training profiles, for
+    the generator (one profile per held-out sample), for mean + Gaussian noise and for real
+    training profiles of the same conditions (what a perfect copy of the training data
+    scores: the PCA's trailing components fit training samples, held-out ones vary less).
+    -> (metrics, pca, real [H_ok, c], generated [H_ok, c])."""
     from sklearn.decomposition import PCA
 
-    ncomp = int(min(50, len(ref) - 1, g))
-    pca = PCA(ncomp, random_state=seed).fit(ref)
-    p_real = pca.transform(real_ok)
-    fake1 = fake_all[:, 0]  # one generated profile per held-out sample, same conditions
-    p_fake = pca.transform(fake1)
-    auc = rf_auc(p_real, p_fake, seed)
-    ed = energy_distance(p_real, p_fake)
-    prec, rec_ = knn_precision_recall(p_real, p_fake)
-    # Reference: training condition mean + per-gene Gaussian noise of the real within-condition sd
-    noise = _gaussian_baseline(real_ok, hkeys, sums, counts, grand, rng)
-    p_noise = pca.transform(noise)
-    nprec, nrec = knn_precision_recall(p_real, p_noise)
-    baselines = {"gaussian_noise": {"auc_real_vs_generated": rf_auc(p_real, p_noise, seed),
-                                    "energy_distance": energy_distance(p_real, p_noise),
-                                    "knn_precision": nprec, "knn_recall": nrec}}
+    ncomp = int(min(50, len(st.ref) - 1, h.real.shape[1]))
+    pca = PCA(ncomp, random_state=seed).fit(st.ref)
+    p_real = pca.transform(h.real_ok)
+    p_fake = pca.transform(h.fake[:, 0])  # one generated profile per held-out sample
+    noise = _gaussian_baseline(h.real_ok, h.keys, st.sums, st.counts, st.grand, rng)
+    out = {**_baseline(p_real, p_fake, seed), "realism_baselines": {
+        "gaussian_noise": _baseline(p_real, pca.transform(noise), seed),
+        "train_samples": _baseline(p_real, pca.transform(_train_copies(h, st, full, rng)),
+                                   seed)}}
+    return out, pca, p_real, p_fake
 
-    # --- label classifiers (per condition field), real train -> real / generated held-out
-    labels = _label_accuracy(pca, ref, table.loc[ref_ids_l], p_real, p_fake,
-                             htab.loc[held_ok], cond, seed)
-    # --- within-condition variance ratio
-    vr = _variance_ratio(real_ok, fake_all, hkeys, min_samples)
-    # --- disentanglement probes and sex swap
-    probes = _probes(model, ref, table.loc[ref_ids_l], real, htab, seed)
-    sex = _sex_swap(model, real, htab, genes)
 
+def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str],
+                       metadata_path: str | os.PathLike[str], *, out: str | None = None,
+                       gen_per_sample: int = 20, min_samples: int = 3, max_reference: int = 2000,
+                       max_samples: int = 2000, seed: int = 0, batch: int = 256,
+                       plots: bool = True) -> dict[str, Any]:
+    model_dir = Path(model_dir)
+    model = load_generator(model_dir)
+    data = model_view(model, matrix_path)
+    meta, _ = read_metadata(metadata_path)
+    check_samples(meta, data.samples, str(metadata_path))
+    meta = attach_study(meta, data.matrix)
+    pos = {s: i for i, s in enumerate(data.samples)}
+    rng = np.random.default_rng(seed)
+    train, held = _split_ids(model_dir, meta, metadata_path, pos, max_samples, rng)
+    cond = condition_fields(model.vocab)
+    table, ok = _resolve_rows(model, meta)
+    keys = table.apply(lambda r: condition_key(r, cond), axis=1) if cond else \
+        pd.Series("all", index=table.index)
+    st = _train_stats(data, train, pos, keys, table, cond, max_reference, batch, rng)
+    h = _generate_held(model, data, held, pos, meta, table, ok, keys, gen_per_sample, batch,
+                       seed)
+    per = [_condition_record(k, h.keys == k, h, st, cond, table, train)
+           for k in sorted(set(h.keys)) if (h.keys == k).sum() >= min_samples]
+    full = table.apply(lambda r: condition_key(r, list(model.vocab.fields)), axis=1)
+    realism, pca, p_real, p_fake = _realism(h, st, full, seed, rng)
+    ref_tab = table.loc[st.ref_ids]
+    labels = _label_accuracy(pca, st.ref, ref_tab, p_real, p_fake, h.table.loc[h.ids_ok], cond,
+                             seed)
+    seen_recs = [r for r in per if r["seen"]]
+    unseen_recs = [r for r in per if not r["seen"]]
     result: dict[str, Any] = {
-        "seen": summary(seen_recs, "train_mean"),
-        "unseen": summary(unseen_recs, "additive"),
-        "auc_real_vs_generated": auc,
-        "energy_distance": ed,
-        "knn_precision": prec,
-        "knn_recall": rec_,
+        "seen": _summary(seen_recs, "train_mean"),
+        "unseen": _summary(unseen_recs, "additive"),
+        **{k: v for k, v in realism.items() if k != "realism_baselines"},
         "label_accuracy_generated_over_real": labels.get("ratio"),
         "label_accuracy": labels,
-        "variance_ratio_median": vr,
+        "variance_ratio_median": _variance_ratio(h.real_ok, h.fake, h.keys, min_samples),
         "n_conditions": {"seen": len(seen_recs), "unseen": len(unseen_recs),
-                         "skipped_small": len(set(hkeys)) - len(per),
-                         "held_out_samples": len(held), "unevaluable_samples": int((~hok).sum())},
-        "realism_baselines": baselines,
-        "probes": probes,
-        "sex_swap": sex,
+                         "skipped_small": len(set(h.keys)) - len(per),
+                         "held_out_samples": len(held), "unevaluable_samples": int((~h.ok).sum())},
+        "realism_baselines": realism["realism_baselines"],
+        "probes": _probes(model, st.ref, ref_tab, h.real, h.table, seed),
+        "sex_swap": _sex_swap(model, h.real, h.table, list(model.genes)),
         "per_condition": [{k: v for k, v in r.items() if not k.startswith("_")} for r in per],
-        "genes": g, "train_samples": len(train),
+        "genes": len(model.genes), "train_samples": len(train),
     }
+    _write_report(result, per, p_real, p_fake, h.keys,
+                  Path(out) if out else model_dir / "evaluate", plots, seed)
+    return _clean(result)
+
+
+def _write_report(result: dict[str, Any], per: list[dict[str, Any]], p_real: np.ndarray,
+                  p_fake: np.ndarray, keys: np.ndarray, out_dir: Path, plots: bool,
+                  seed: int) -> None:
+    """OUT/metrics.json, the figures (UMAP, delta scatters) and OUT/report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "metrics.json", json.dumps(_clean(result), indent=2) + "\n")
     figures = {}
     if plots:
         from bulkfm.generate.plots import plot_deltas, plot_embedding
 
-        figures["embedding"] = plot_embedding(p_real, p_fake, hkeys, out_dir / "umap.png", seed)
+        figures["embedding"] = plot_embedding(p_real, p_fake, keys, out_dir / "umap.png", seed)
         figures["deltas"] = plot_deltas([(r["condition"], r["seen"], *r["_delta"]) for r in per],
                                         out_dir / "deltas.png")
     write_text_atomic(out_dir / "report.md", report_markdown(result, figures))
-    return _clean(result)
 
 
 def _nearest_condition(k: str, row: pd.Series, cond: list[str], train_keys: dict[str, int],
@@ -459,16 +528,16 @@ def report_markdown(r: dict[str, Any], figures: dict[str, Path | None]) -> str:
                          f"{f(s['generator_r2'])} | {f(s[f'{base}_r2'])} | "
                          f"{f(s['grand_mean_r2'])} |")
     g = r["realism_baselines"]["gaussian_noise"]
-    lines += ["", "| realism (PCA of real train) | generator | mean + Gaussian noise |",
-              "|---|---:|---:|",
-              f"| RF AUC real vs generated | {f(r['auc_real_vs_generated'])} | "
-              f"{f(g['auc_real_vs_generated'])} |",
-              f"| energy distance | {f(r['energy_distance'])} | {f(g['energy_distance'])} |",
-              f"| kNN precision | {f(r['knn_precision'])} | {f(g['knn_precision'])} |",
-              f"| kNN recall | {f(r['knn_recall'])} | {f(g['knn_recall'])} |",
-              f"| label accuracy generated / real | "
-              f"{f(r['label_accuracy_generated_over_real'])} | |",
-              f"| variance ratio (median gene) | {f(r['variance_ratio_median'])} | |", "",
+    t = r["realism_baselines"].get("train_samples", {})
+    lines += ["", "| realism (PCA of real train) | generator | mean + Gaussian noise | "
+              "real training samples |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {f(r[k])} | {f(g[k])} | {f(t.get(k))} |"
+              for name, k in (("RF AUC real vs generated", "auc_real_vs_generated"),
+                              ("energy distance", "energy_distance"),
+                              ("kNN precision", "knn_precision"), ("kNN recall", "knn_recall"))]
+    lines += [f"| label accuracy generated / real | "
+              f"{f(r['label_accuracy_generated_over_real'])} | | |",
+              f"| variance ratio (median gene) | {f(r['variance_ratio_median'])} | | |", "",
               "Per condition:", "", "| condition | seen | n | gen r | base r | gen r50 | base r50 |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for c in r["per_condition"]:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 KIND = "generator"
 # Keys of the workflow's generate: section that steer the workflow (generate.smk), not training.
 WORKFLOW_KEYS = JOB_KEYS["generate"]
-METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "mse_std", "lr", "samples_per_s")
+METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "indep", "mse_std", "lr", "samples_per_s")
 
 
 @dataclass
@@ -195,24 +195,36 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(path.with_suffix(".tmp"), path)
 
 
-def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike[str],
-                    cfg: GenTrainConfig, *, progress: bool = True, resume: bool = True
-                    ) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+@dataclass
+class _Run:
+    """What one training run needs, built from the training rows only (_prepare)."""
+
+    model: Generator
+    mcfg: GeneratorConfig
+    data: SubsetMatrix
+    rows: np.ndarray  # [N] matrix rows of the training samples
+    codes: dict[str, torch.Tensor]  # {field: [N] | [N, 2]}, aligned with rows
+    genes: list[str]
+    meta_json: dict[str, Any]
+
+
+def _already_done(out: Path, cfg: GenTrainConfig, matrix_path: str, metadata_path: str,
+                  resume: bool) -> bool:
+    """Refuse a directory trained on another config/input; True when its model is complete."""
     fp = _fingerprint(cfg, matrix_path, metadata_path)
     fp_file = out / "fingerprint.json"
     if fp_file.exists() and resume and json.loads(fp_file.read_text())["fingerprint"] != fp:
         raise ConditionError(f"{out} was trained with another config or input; give a new --out "
                              "or --no-resume to start over")
     if is_complete(out / "model") and resume and fp_file.exists():
-        log.info("%s: model already trained; nothing to do", out)
-        return out / "model"
+        return True
     write_text_atomic(fp_file, json.dumps({"fingerprint": fp}) + "\n")
+    return False
 
-    matrix = open_matrix(matrix_path)
+
+def _split_samples(matrix: ExpressionMatrix, metadata_path: str, out: Path,
+                   cfg: GenTrainConfig) -> tuple[pd.DataFrame, dict, list[str]]:
+    """-> (metadata, labels, training sample IDs); writes OUT/split.tsv atomically."""
     meta, labels = read_metadata(metadata_path)
     check_samples(meta, matrix.samples, str(metadata_path))
     meta = attach_study(meta, matrix)
@@ -228,17 +240,13 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
     if len(train_ids) < 4:
         raise ConditionError(f"{metadata_path}: only {len(train_ids)} training sample(s) after "
                              "the hold-out; need at least 4")
-    pos = {s: i for i, s in enumerate(matrix.samples)}
-    train_rows = np.array([pos[s] for s in train_ids], dtype=np.int64)
-    train_meta = meta.loc[train_ids]
-    vocab = Vocabulary.fit(train_meta, labels)
+    return meta, labels, train_ids
 
-    moments = gene_moments(matrix, train_rows, progress=progress)
-    cols = select_genes(moments, cfg.max_genes)
-    genes = [matrix.genes[i] for i in cols]
-    data = SubsetMatrix(matrix, cols, genes)
-    # A part whose group has no field that varies in training would be an unlabelled free
-    # latent: it would absorb the biological signal that its prior cannot see. Switch it off.
+
+def _active_latent(cfg: GenTrainConfig, vocab: Vocabulary, train_meta: pd.DataFrame,
+                   metadata_path: str) -> dict[str, int]:
+    """A part whose group has no field that varies in training would be an unlabelled free
+    latent: it would absorb the biological signal that its prior cannot see. Switch it off."""
     latent = {g: (k if any(_varies(vocab, train_meta, f) for f in vocab.group_fields(g)) else 0)
               for g, k in cfg.model.latent.items()}
     off = [g for g, k in latent.items() if k == 0]
@@ -248,19 +256,38 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
     if not any(latent.values()):
         raise ConditionError(f"{metadata_path}: no field varies across the training samples; "
                              "the generator needs at least one condition with two values")
+    return latent
+
+
+def _prepare(matrix_path: str, metadata_path: str, out: Path, cfg: GenTrainConfig,
+             progress: bool) -> _Run:
+    matrix = open_matrix(matrix_path)
+    meta, labels, train_ids = _split_samples(matrix, metadata_path, out, cfg)
+    pos = {s: i for i, s in enumerate(matrix.samples)}
+    train_rows = np.array([pos[s] for s in train_ids], dtype=np.int64)
+    train_meta = meta.loc[train_ids]
+    vocab = Vocabulary.fit(train_meta, labels)
+    moments = gene_moments(matrix, train_rows, progress=progress)
+    cols = select_genes(moments, cfg.max_genes)
+    genes = [matrix.genes[i] for i in cols]
+    latent = _active_latent(cfg, vocab, train_meta, metadata_path)
     mcfg = GeneratorConfig.from_dict({**cfg.model.to_dict(), "n_genes": len(genes),
                                       "latent": latent})
     torch.manual_seed(cfg.seed)
     model = Generator(mcfg, vocab, torch.tensor(moments.mean[cols]),
                       torch.tensor(moments.std[cols]))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    codes = codes_tensors(vocab, train_meta)  # {field: [N] | [N, 2]}, aligned with train_rows
+    return _Run(model, mcfg, SubsetMatrix(matrix, cols, genes), train_rows,
+                codes_tensors(vocab, train_meta), genes,
+                {"vocab": vocab.to_dict(), "train": cfg.to_dict()})
 
-    ckroot = out / "checkpoints"
+
+def _resume_step(run: _Run, opt: torch.optim.Optimizer, out: Path, resume: bool) -> int:
+    """Load the last checkpoint (weights + optimizer) when resuming -> the step to start at;
+    metrics.csv is cut back to that step."""
+    last = latest_checkpoint(out / "checkpoints") if resume else None
     step = 0
-    last = latest_checkpoint(ckroot) if resume else None
     if last is not None:
-        model.load_state_dict(load_file(str(last / "weights.safetensors")), strict=False)
+        run.model.load_state_dict(load_file(str(last / "weights.safetensors")), strict=False)
         state = load_train_state(last)
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
@@ -268,58 +295,90 @@ def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike
     _truncate_metrics(out / "metrics.csv", step)
     if step == 0:
         (out / "metrics.csv").unlink(missing_ok=True)
+    return step
 
-    meta_json = {"vocab": vocab.to_dict(), "train": cfg.to_dict()}
-    n = len(train_rows)
-    bs = min(cfg.batch_size, n)
-    per_epoch = max(1, n // bs)
+
+def _schedule(cfg: GenTrainConfig, step: int) -> tuple[float, float]:
+    """-> (KL / adversary ramp in [0, 1], learning rate) at ``step``: linear warm-up, cosine."""
+    warm = max(1, int(cfg.kl_warmup * cfg.steps))
+    lr = cfg.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(
+        math.pi * step / cfg.steps)))
+    return min(1.0, (step + 1) / warm), lr
+
+
+def _train_step(run: _Run, opt: torch.optim.Optimizer, cfg: GenTrainConfig, step: int,
+                bs: int) -> tuple[float, float, dict[str, float]]:
+    """One optimizer step on batch ``step`` (deterministic in seed and step) -> loss, lr, parts."""
+    n = len(run.rows)
+    epoch, k = divmod(step, max(1, n // bs))
+    perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+    sel = np.sort(perm[k * bs:(k + 1) * bs])
+    x = torch.from_numpy(run.data.rows(run.rows[sel]))  # [B, G] streamed from the store
+    c = {f: v[torch.from_numpy(sel)] for f, v in run.codes.items()}
+    gen = step_generator(cfg.seed, step)
+    # Dropout draws from a seed of the step: a resumed run draws what an uninterrupted one would.
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+    ramp, lr = _schedule(cfg, step)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss, parts = run.model.loss(x, c, beta=run.mcfg.beta * ramp, adv_scale=ramp, gen=gen)
+    if not torch.isfinite(loss.detach()):
+        raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
+    opt.step()
+    return float(loss.detach()), lr, parts
+
+
+def _train_loop(run: _Run, opt: torch.optim.Optimizer, cfg: GenTrainConfig, out: Path,
+                step: int, progress: bool) -> None:
+    bs = min(cfg.batch_size, len(run.rows))
     bar = tqdm(total=cfg.steps, initial=step, desc="train-generator", disable=not progress,
                unit="step")
-    model.train()
+    run.model.train()
     t0, seen0 = time.perf_counter(), step
     while step < cfg.steps:
-        epoch, k = divmod(step, per_epoch)
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        sel = np.sort(perm[k * bs:(k + 1) * bs])
-        x = torch.from_numpy(data.rows(train_rows[sel]))  # [B, G] streamed from the store
-        c = {f: v[torch.from_numpy(sel)] for f, v in codes.items()}
-        gen = step_generator(cfg.seed, step)
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # dropout: a
-        # resumed run draws what an uninterrupted one would have
-        warm = max(1, int(cfg.kl_warmup * cfg.steps))
-        beta = mcfg.beta * min(1.0, (step + 1) / warm)
-        lr = cfg.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(
-            math.pi * step / cfg.steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss, parts = model.loss(x, c, beta=beta, adv_scale=min(1.0, (step + 1) / warm), gen=gen)
-        if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        loss, lr, parts = _train_step(run, opt, cfg, step, bs)
         step += 1
         bar.update(1)
         if step % 50 == 0 or step == cfg.steps:
             dt = time.perf_counter() - t0
-            _log_metrics(out / "metrics.csv", {"step": step, "loss": f"{loss.item():.5g}",
+            _log_metrics(out / "metrics.csv", {"step": step, "loss": f"{loss:.5g}",
                                                **{k: f"{v:.5g}" for k, v in parts.items()},
                                                "lr": f"{lr:.3g}",
                                                "samples_per_s": f"{(step - seen0) * bs / dt:.1f}"})
-            bar.set_postfix(loss=f"{loss.item():.1f}", mse=f"{parts['mse_std']:.3f}")
+            bar.set_postfix(loss=f"{loss:.1f}", mse=f"{parts['mse_std']:.3f}")
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            save_checkpoint(ckroot / f"step-{step:08d}", model, mcfg, genes, kind=KIND,
+            save_checkpoint(out / "checkpoints" / f"step-{step:08d}", run.model, run.mcfg,
+                            run.genes, kind=KIND,
                             train_state={"optimizer": opt.state_dict(), "step": step},
-                            meta=meta_json)
-            prune_checkpoints(ckroot, cfg.keep_checkpoints)
+                            meta=run.meta_json)
+            prune_checkpoints(out / "checkpoints", cfg.keep_checkpoints)
     bar.close()
-    model.eval()
-    fit_priors(model, data, train_rows, codes, bs)
-    path = save_checkpoint(out / "model", model, mcfg, genes, kind=KIND,
-                           meta={**meta_json, "agg_keys": model.agg_keys,
+
+
+def train_generator(matrix_path: str, metadata_path: str, out: str | os.PathLike[str],
+                    cfg: GenTrainConfig, *, progress: bool = True, resume: bool = True
+                    ) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if _already_done(out, cfg, matrix_path, metadata_path, resume):
+        log.info("%s: model already trained; nothing to do", out)
+        return out / "model"
+    run = _prepare(matrix_path, metadata_path, out, cfg, progress)
+    opt = torch.optim.AdamW(run.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = _resume_step(run, opt, out, resume)
+    _train_loop(run, opt, cfg, out, step, progress)
+    model = run.model.eval()
+    fit_priors(model, run.data, run.rows, run.codes, min(cfg.batch_size, len(run.rows)))
+    path = save_checkpoint(out / "model", model, run.mcfg, run.genes, kind=KIND,
+                           meta={**run.meta_json, "agg_keys": model.agg_keys,
                                  "cal_keys": model.cal_keys})
-    log.info("generator written to %s (%d genes, %d training samples)", path, len(genes), n)
+    log.info("generator written to %s (%d genes, %d training samples)", path, len(run.genes),
+             len(run.rows))
     return path
 
 
@@ -384,6 +443,10 @@ def load_generator(path: str | os.PathLike[str]) -> Generator:
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{ckpt}: not a generator checkpoint (kind {meta.get('kind')!r}); "
                               "give the output directory of `bulkfm train-generator`")
+    if "tech_scale" not in meta["model"]:
+        raise CheckpointError(f"{ckpt}: written by an older bulkfm (a decoder without the "
+                              "technical gain); train it again with `bulkfm train-generator "
+                              "--no-resume`")
     cfg = GeneratorConfig.from_dict(meta["model"])
     model = Generator(cfg, Vocabulary.from_dict(meta["vocab"]))
     state = load_file(str(ckpt / "weights.safetensors"))
