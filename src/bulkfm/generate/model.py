@@ -64,13 +64,13 @@ from bulkfm.model.normalize import GeneScaler
 PARTS: tuple[str, ...] = tuple(GROUPS)  # ("bio", "pert", "tech")
 
 
-@dataclass
+@dataclass(frozen=True)
 class GeneratorConfig:
     n_genes: int = 0
     latent: dict[str, int] = field(default_factory=lambda: {"bio": 16, "pert": 4, "tech": 8})
     embed_dim: int = 32
     # The widths benchmarks/results/generate.md measured (benchmarks/generate_tcga.py).
-    encoder_hidden: list[int] = field(default_factory=lambda: [256, 128])
+    encoder_hidden: tuple[int, ...] = (256, 128)
     decoder_hidden: int = 128
     dropout: float = 0.1
     input_dropout: float = 0.0
@@ -114,6 +114,10 @@ class GeneratorConfig:
     # Linear independence term: squared cross-covariance between each part and the other
     # groups' one-hot labels, both centred within the part's own condition in the batch.
     indep_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        # YAML/JSON give a list; a tuple keeps the frozen config unchangeable
+        object.__setattr__(self, "encoder_hidden", tuple(int(w) for w in self.encoder_hidden))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

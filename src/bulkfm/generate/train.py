@@ -53,7 +53,7 @@ WORKFLOW_KEYS = JOB_KEYS["generate"]
 METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "indep", "mse_std", "lr", "samples_per_s")
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenTrainConfig:
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
     steps: int = 3000
