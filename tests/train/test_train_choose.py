@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from bulkfm.model.sample_embedding import SampleEmbedding
-from bulkfm.train.choose import EMBEDDING_CANDIDATES, _choose_weights, _embedding
+from bulkfm.model.sample_embedding import standardiser
+from bulkfm.train.choose import EMBEDDING_CANDIDATES, _choose_weights
 from bulkfm.train.config import from_dict
 
 
@@ -27,12 +28,12 @@ def test_blocks_chosen_by_grouped_cv_keep_the_default_unless_clearly_better(sign
     parts, y = _parts(rng, 80, signal_in)
     is_train = np.arange(80) % 5 != 0
     train_parts = {b: x[is_train] for b, x in parts.items()}
-    weights, report = _choose_weights(list(EMBEDDING_CANDIDATES), parts, train_parts, is_train,
+    weights, report = _choose_weights(list(EMBEDDING_CANDIDATES), parts, train_parts,
                                       (y.astype(object), np.arange(80).astype(object)), 0)
     assert weights == expected, report
     assert len(report["cv_accuracy"]) == len(EMBEDDING_CANDIDATES)
     # no labels: the default, and the reason is recorded
-    weights, report = _choose_weights(list(EMBEDDING_CANDIDATES), parts, train_parts, is_train,
+    weights, report = _choose_weights(list(EMBEDDING_CANDIDATES), parts, train_parts,
                                       None, 0)
     assert weights == EMBEDDING_CANDIDATES[0] and "no labels" in report["how"]
 
@@ -41,7 +42,7 @@ def test_embedding_definition_round_trips_and_standardises_on_train() -> None:
     rng = np.random.default_rng(1)
     parts, _ = _parts(rng, 40, "ae")
     parts["pca"] *= 100.0  # a wide-scale block does not dominate after standardising
-    emb = _embedding(parts, {"pca": 1.0, "ae": 1.0, "pooled": 0.0}, 0)
+    emb = standardiser(parts, {"pca": 1.0, "ae": 1.0, "pooled": 0.0})
     x = emb(parts)
     assert x.shape == (40, 28) and np.allclose(x.mean(0), 0, atol=1e-5)
     # each used block has total variance 1 (1/sqrt(dim)), whatever its width or scale

@@ -16,8 +16,8 @@ Design (and why):
   fields from it through a gradient-reversal layer, so a part that leaks another group's
   labels is penalised (weight ``adv_weight``), and a linear head per part predicts its *own*
   group's fields (``aux_weight``), so the part carries them (on TCGA without it the biological
-  part probed at chance for sample type). ``adv_conditional`` / ``indep_weight`` (a
-  conditional adversary, a within-condition cross-covariance term) are off: on a validation
+  part probed at chance for sample type). A conditional adversary and a within-condition
+  cross-covariance term were tried and removed: on a validation
   split of TCGA under two processings they took the bio->study probe 0.67 -> 0.57 but the
   real-vs-generated AUC 0.80 -> 0.87; the technical gain took them to 0.55 and 0.78.
   evaluate.py reports linear probes of each part for every field.
@@ -106,15 +106,6 @@ class GeneratorConfig:
     # a sum-only decoder made the biological latent carry the study (validation probe 0.67,
     # 0.55 with the gain; kNN recall 0.90 -> 0.98; benchmarks/results/generate.md).
     tech_scale: bool = True
-    # Adversaries see the part's own labels too, so they profit only from another group's
-    # information beyond those labels: z_bio independent of study *given* the biological
-    # condition (a plain adversary also fights disease -> study confounding, e.g. a cohort
-    # processed only one way).
-    adv_conditional: bool = False
-    # Linear independence term: squared cross-covariance between each part and the other
-    # groups' one-hot labels, both centred within the part's own condition in the batch.
-    indep_weight: float = 0.0
-
     def __post_init__(self) -> None:
         # YAML/JSON give a list; a tuple keeps the frozen config unchangeable
         object.__setattr__(self, "encoder_hidden", tuple(int(w) for w in self.encoder_hidden))
@@ -168,10 +159,8 @@ class Generator(nn.Module):
         # Adversaries: part g -> each categorical field of the other groups with > 1 value.
         self.adv_targets = {g: [f for h in PARTS if h != g for f in self.group_fields[h]
                                 if f not in NUMERIC and vocab.size(f) > 2] for g in self.active}
-        self.adv_in = {g: cfg.latent[g] + (sum(vocab.size(f) for f in self.own_categorical(g))
-                                           if cfg.adv_conditional else 0) for g in self.active}
         self.adversary = nn.ModuleDict({
-            f"{g}__{f}": nn.Sequential(nn.Linear(self.adv_in[g], 64), nn.ReLU(),
+            f"{g}__{f}": nn.Sequential(nn.Linear(cfg.latent[g], 64), nn.ReLU(),
                                        nn.Linear(64, vocab.size(f)))
             for g in self.active for f in self.adv_targets[g]})
         # Auxiliary heads: part g -> its own group's fields (a part must carry its labels).
@@ -214,16 +203,6 @@ class Generator(nn.Module):
             self.register_buffer(f"fx_var_{f}", torch.ones(cfg.n_genes))
 
     # ------------------------------------------------------------------ conditions
-    def own_categorical(self, g: str) -> list[str]:
-        return [f for f in self.group_fields[g] if f not in NUMERIC]
-
-    def own_onehot(self, codes: dict[str, torch.Tensor], g: str) -> torch.Tensor:
-        """[B, sum V] one-hot of group g's categorical labels (unknown = its own column)."""
-        b = next(iter(codes.values())).shape[0]
-        cols = [nn.functional.one_hot(codes[f], self.vocab.size(f)).float()
-                for f in self.own_categorical(g)]
-        return torch.cat(cols, 1) if cols else torch.zeros(b, 0)
-
     def group_codes(self, codes: dict[str, torch.Tensor], g: str) -> dict[str, torch.Tensor]:
         return {f: codes[f] for f in self.group_fields[g]}
 
@@ -266,47 +245,20 @@ class Generator(nn.Module):
             mq, lq = post[g]
             mp, lp = pri[g]
             kl = kl + 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1).sum(1).mean()
-        adv, indep = x.new_zeros(()), x.new_zeros(())
+        adv = x.new_zeros(())
         for g in self.active:
             zr = _Reverse.apply(z[g], adv_scale)
-            if self.cfg.adv_conditional:
-                zr = torch.cat([zr, self.own_onehot(codes, g)], 1)
             for f in self.adv_targets[g]:
                 adv = adv + _ce(self.adversary[f"{g}__{f}"](zr), codes[f])
-            if self.cfg.indep_weight > 0:
-                indep = indep + self.cross_covariance(post[g][0], codes, g)
         aux = x.new_zeros(())
         for g in self.active:
             for f in self.aux_targets[g]:
                 aux = aux + _ce(self.aux[f"{g}__{f}"](z[g]), codes[f])
-        total = (nll + beta * kl + self.cfg.adv_weight * adv + self.cfg.aux_weight * aux
-                 + self.cfg.indep_weight * adv_scale * indep)
+        total = nll + beta * kl + self.cfg.adv_weight * adv + self.cfg.aux_weight * aux
         mse = float(((xs - mean.detach()) ** 2).mean())
         return total, {"nll": float(nll.detach()), "kl": float(kl.detach()),
                        "adv": float(adv.detach()), "aux": float(aux.detach()),
-                       "indep": float(indep.detach()), "mse_std": mse}
-
-    def cross_covariance(self, mu: torch.Tensor, codes: dict[str, torch.Tensor], g: str
-                         ) -> torch.Tensor:
-        """Sum over the other groups' targets of ||Cov(mu_g, onehot(f) | c_g)||_F^2 in the
-        batch: mu [B, k] (posterior means) and the one-hot labels are centred within each of
-        part g's own conditions, so confounding between the groups' labels is not penalised."""
-        if not self.adv_targets[g]:
-            return mu.sum() * 0.0
-        own = self.own_onehot(codes, g)
-        _, cond = torch.unique(own, dim=0, return_inverse=True)  # [B] own-condition index
-
-        def centred(v: torch.Tensor) -> torch.Tensor:
-            n = torch.zeros(int(cond.max()) + 1).index_add_(0, cond, torch.ones(len(v)))
-            m = torch.zeros(len(n), v.shape[1]).index_add_(0, cond, v) / n[:, None]
-            return v - m[cond]
-
-        zc = centred(mu / mu.detach().std(0).clamp_min(1e-3))  # unit scale: no shrink escape
-        out = mu.new_zeros(())
-        for f in self.adv_targets[g]:
-            y = centred(nn.functional.one_hot(codes[f], self.vocab.size(f))[:, 1:].float())
-            out = out + ((zc.T @ y / len(mu)) ** 2).sum()
-        return out
+                       "mse_std": mse}
 
     # ------------------------------------------------------------------ aggregate priors
     @staticmethod

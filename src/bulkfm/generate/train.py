@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 KIND = "generator"
 # Keys of the workflow's generate: section that steer the workflow (generate.smk), not training.
 WORKFLOW_KEYS = JOB_KEYS["generate"]
-METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "indep", "mse_std", "lr", "samples_per_s")
+METRICS = ("step", "loss", "nll", "kl", "adv", "aux", "mse_std", "lr", "samples_per_s")
 
 
 @dataclass(frozen=True)

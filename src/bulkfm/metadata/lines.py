@@ -177,14 +177,18 @@ class CellLineRecords:
             self._from_parent(rec, depth)
         return rec
 
+    def _parent_record(self, parent: str, depth: int) -> LineRecord:
+        if parent not in self._memo:
+            self._memo[parent] = self._build(parent, depth + 1)
+        return self._memo[parent]
+
     def _from_parent(self, rec: LineRecord, depth: int) -> None:
         """A derived line whose own record lacks the donor's sex or disease ('HEK293-FT') takes
         them from its parent: the same donor."""
         parent = self.parent(rec.line)
         if parent is None:
             return
-        base = self._memo.get(parent) or self._build(parent, depth + 1)
-        self._memo.setdefault(parent, base)
+        base = self._parent_record(parent, depth)
         for fld in ("sex", "disease"):
             if getattr(rec, fld) is None and getattr(base, fld) is not None:
                 setattr(rec, fld, getattr(base, fld))
@@ -196,8 +200,7 @@ class CellLineRecords:
 
     def _inherit(self, rec: LineRecord, parent: str, depth: int) -> LineRecord:
         """A subline without a record of its own takes its parent's, said so in the basis."""
-        base = self._memo.get(parent) or self._build(parent, depth + 1)
-        self._memo.setdefault(parent, base)
+        base = self._parent_record(parent, depth)
         rec.efo, rec.sex, rec.disease, rec.tissue, rec.cell_type = (
             base.efo, base.sex, base.disease, base.tissue, base.cell_type)
         rec.basis = {k: f"parent line {base.name}: {v}" for k, v in base.basis.items()}

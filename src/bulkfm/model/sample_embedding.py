@@ -12,7 +12,7 @@ Blocks (all computed by the trained model from a sample's log1p values):
 mean_b / sd_b are per feature over the training split. The 1/sqrt(dim_b) makes each block's
 total variance w_b^2 whatever its width, so no block dominates a distance or a PCA by having
 more columns. Which blocks (and weights) a run uses is fitted on the training + validation
-splits (bulkfm.model.readout; never the test split) and recorded in ``report``. Why this
+splits (bulkfm.train.choose; never the test split) and recorded in ``report``. Why this
 definition and the measurements: docs/model.md section 2.
 """
 
@@ -32,9 +32,6 @@ class SampleEmbedding:
     mean: dict[str, np.ndarray]  # block -> [dim] training-split mean
     sd: dict[str, np.ndarray]  # block -> [dim] training-split s.d. (floored)
     report: dict[str, Any] = field(default_factory=dict)
-    # Optional PCA of the weighted blocks (fitted on the training split): [K, D] and [D]
-    projection: np.ndarray | None = None
-    projection_mean: np.ndarray | None = None
 
     @property
     def blocks(self) -> list[str]:
@@ -51,10 +48,7 @@ class SampleEmbedding:
                                  "a readout without a PCA cannot reproduce it)")
             cols.append(self.weights[b] * (x - self.mean[b]) / self.sd[b]
                         / np.sqrt(x.shape[1]))
-        cat = np.concatenate(cols, axis=1)
-        if self.projection is not None:
-            cat = (cat - self.projection_mean) @ self.projection.T
-        return cat.astype(np.float32)
+        return np.concatenate(cols, axis=1).astype(np.float32)
 
     # ------------------------------------------------------------------- files
     def arrays(self) -> dict[str, np.ndarray]:
@@ -62,9 +56,6 @@ class SampleEmbedding:
         for b in self.mean:
             out[f"embedding_mean_{b}"] = self.mean[b].astype(np.float32)
             out[f"embedding_sd_{b}"] = self.sd[b].astype(np.float32)
-        if self.projection is not None:
-            out["embedding_projection"] = self.projection.astype(np.float32)
-            out["embedding_projection_mean"] = self.projection_mean.astype(np.float32)
         return out
 
     def meta(self) -> dict[str, Any]:
@@ -79,9 +70,7 @@ class SampleEmbedding:
         return cls(weights={k: float(v) for k, v in meta["weights"].items()},
                    mean={b: arrays[f"embedding_mean_{b}"] for b in blocks},
                    sd={b: arrays[f"embedding_sd_{b}"] for b in blocks},
-                   report=meta.get("report", {}),
-                   projection=arrays.get("embedding_projection"),
-                   projection_mean=arrays.get("embedding_projection_mean"))
+                   report=meta.get("report", {}))
 
 
 def standardiser(parts_train: dict[str, np.ndarray], weights: dict[str, float],

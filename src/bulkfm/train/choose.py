@@ -28,6 +28,7 @@ from torch import nn
 
 from bulkfm.common.atomic import atomic_path, write_text_atomic
 from bulkfm.model.checkpoint import is_complete
+from bulkfm.model.sample_embedding import standardiser
 from bulkfm.train.loop import MetricsLog, Stage, run_stage, validation_loss
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,8 @@ def _labelled(labels: str | None, samples: list[str],
 
 def fit_sample_embedding(model, readout, data, train_rows: np.ndarray, val_rows: np.ndarray, *,
                          labels: str | None, batch_size: int, device, seed: int):
-    """The sample embedding's definition: training-split statistics per block, block weights
-    chosen on the validation split (module docstring of bulkfm.model.sample_embedding)."""
+    """The sample embedding's definition: training-split statistics per block; the blocks
+    chosen by grouped CV over the labelled training + validation samples (_choose_weights)."""
     rows = np.concatenate([np.asarray(train_rows), np.asarray(val_rows)]).astype(np.int64)
     is_train = np.arange(len(rows)) < len(train_rows)
     parts = _blocks(model, readout, data, rows, batch_size, device)
@@ -156,36 +157,18 @@ def fit_sample_embedding(model, readout, data, train_rows: np.ndarray, val_rows:
     if not available:  # a model without an AE or a readout without PCA: pooled hidden only
         available = [{"pooled": 1.0}]
     train_parts = {b: x[is_train] if x is not None else None for b, x in parts.items()}
-    weights, report = _choose_weights(available, parts, train_parts, is_train,
+    weights, report = _choose_weights(available, parts, train_parts,
                                       _labelled(labels, [str(data.samples[i]) for i in rows],
                                                 [str(s) for s in data.samples]),
                                       seed)
-    emb = _embedding(train_parts, weights, seed)
+    emb = standardiser(train_parts, weights)
     emb.report.update(report)
     log.info("sample embedding: chose %s (%s)", weights, report["how"])
     return emb
 
 
-def _embedding(train_parts: dict, weights: dict[str, float], seed: int):
-    """SampleEmbedding for ``weights`` (key ``project`` = K: PCA-K of the weighted blocks,
-    fitted on the training rows)."""
-    from sklearn.decomposition import PCA
-
-    from bulkfm.model.sample_embedding import standardiser
-
-    blocks = {b: w for b, w in weights.items() if b != "project"}
-    emb = standardiser(train_parts, blocks)
-    k = int(weights.get("project", 0))
-    if k:
-        x = emb(train_parts)
-        p = PCA(min(k, x.shape[0] - 1, x.shape[1]), random_state=seed).fit(x)
-        emb.projection, emb.projection_mean = p.components_, p.mean_
-        emb.report["projection"] = int(p.n_components_)
-    return emb
-
-
 def _choose_weights(candidates: list[dict[str, float]], parts: dict, train_parts: dict,
-                    is_train: np.ndarray, labelled, seed: int
+                    labelled, seed: int
                     ) -> tuple[dict[str, float], dict]:
     """The candidate with the best probe accuracy in grouped 5-fold CV over the labelled
     training + validation samples (ties: the earlier candidate); the first without labels."""
@@ -202,7 +185,7 @@ def _choose_weights(candidates: list[dict[str, float]], parts: dict, train_parts
     y, g = lab[ok].astype(str), grp[ok].astype(str)
     scores = []
     for c in candidates:
-        x = _embedding(train_parts, c, seed)(parts)[ok]
+        x = standardiser(train_parts, c)(parts)[ok]
         scores.append(probe_cv(x, y, g, folds=5, seed=seed)["accuracy"])
     n = int(ok.sum())
     best = int(np.argmax(scores))
