@@ -127,6 +127,10 @@ class Matcher:
                 words[i], changed = best[0], True
         return " ".join(words) if changed else None
 
+    def vocabulary(self, field: str) -> set[str]:
+        """Every word of the field's labels, synonyms and lexicon (normalised)."""
+        return self._vocabulary(field)[0]
+
     def _vocabulary(self, field: str) -> tuple[set[str], dict[tuple[str, int], list[str]]]:
         """Words of the field's labels, synonyms and lexicon, bucketed by first letters and length."""
         key = ("vocab", field)

@@ -231,6 +231,17 @@ _EXPLICIT_TYPES = (("xenograft", _XENO), ("organoid", _ORGANOID),
                    ("primary tissue", re.compile(r"tissue|biopsy|surgical|primary tumou?r|whole blood")))
 
 
+# a cell-line key's value that says the sample is no line ('cell_line: primary'; BioSample's
+# Human package asks every sample for a cell line)
+_NOT_A_LINE = re.compile(r"(primary|primary (tissues?|cells?|cultures?|samples?)|tissues?|biops(y|ies)|"
+                         r"no|none|not a cell line|no cell line)")
+
+
+def not_a_line(value: str) -> bool:
+    """A cell-line key's value that names a kind of sample, not a line."""
+    return bool(_NOT_A_LINE.fullmatch(norm(value)))
+
+
 def explicit_sample_type(value: str) -> str | None:
     """A sample-type key's value ('Cell Line', 'tissue', 'primary cells') in our vocabulary."""
     low = value.lower()

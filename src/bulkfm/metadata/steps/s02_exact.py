@@ -73,11 +73,30 @@ def other_key_line(tools: Tools, kv: KeyedValue, cands: Candidates) -> None:
     if parse_sex(value) or norm(value) in NOT_LINE_NAMES:
         return
     hits = [h for h in tools.matcher.lookup("cell_line", value)
-            if h.kind == "lexicon" or len(compact(value)) >= LINE_NAME_SHORT]
+            if h.kind == "lexicon" or line_like(h.matched)]
     hits = [h for h in hits if compact(value) not in tools.matcher.common_words]
+    if hits and all(h.kind != "lexicon" for h in hits) and names_cell_or_tissue(tools, value, hits[0].matched):
+        return  # 'Beta', 'beta cells': a cell type (or tissue) that a line happens to be named after
     if len({h.id for h in hits}) == 1:
         cands["cell_line"].append(Candidate(hits[0].id, tools.index.label(hits[0].id), kv.key, "lexicon",
                                             CONF.other_key_exact, value))
+
+
+def line_like(name: str) -> bool:
+    """A name another key's value may be a line by: a letter in it and not too short. What is
+    left of 'Donor 36', 'Sample_133' or 'primary B cell' once the wrapping words are gone ('36',
+    '133', 'B') is an identifier of a donor or sample, not a line's name."""
+    ck = compact(name)
+    return len(ck) >= LINE_NAME_SHORT and any(c.isalpha() for c in ck)
+
+
+def names_cell_or_tissue(tools: Tools, value: str, name: str) -> bool:
+    """The value names a cell type or tissue (a label, synonym or lexicon entry of its own), or
+    the line's name is a plain word of the cell-type or tissue vocabulary ('Beta', 'Alpha')."""
+    if any(h.kind != "typo" for fld in ("cell_type", "tissue") for h in tools.matcher.lookup(fld, value)):
+        return True
+    word = norm(name)
+    return word.isalpha() and any(word in tools.matcher.vocabulary(fld) for fld in ("cell_type", "tissue"))
 
 
 def text_scan(tools: Tools, pieces: Pieces, cands: Candidates) -> None:

@@ -7,7 +7,7 @@ import re
 
 from bulkfm.metadata.confidence import CONF
 from bulkfm.metadata.records import Candidate, Candidates, KeyedValue, Pieces
-from bulkfm.metadata.rules import explicit_sample_type, gene_symbol, parse_age, parse_dose, parse_sex
+from bulkfm.metadata.rules import explicit_sample_type, gene_symbol, not_a_line, parse_age, parse_dose, parse_sex
 from bulkfm.metadata.rules import parse_time, perturbation_type, sex_in_text, sra_term
 from bulkfm.metadata.steps import TECHNICAL, Tools
 
@@ -56,7 +56,7 @@ def keyed_rule(tools: Tools, kv: KeyedValue, cands: Candidates) -> None:
             hits = tools.matcher.lookup("development_stage", f"{prenatal} stage")
             if hits:
                 add("development_stage", hits[0].id, tools.index.label(hits[0].id), CONF.prenatal_stage)
-    elif fld == "sample_type":
+    elif fld == "sample_type" or fld == "cell_line" and not_a_line(value):
         st = explicit_sample_type(value)
         if st:
             add("sample_type", None, st, CONF.sample_type_key * weight)

@@ -8,7 +8,7 @@ from bulkfm.metadata.confidence import CONF
 from bulkfm.metadata.keys import match_key
 from bulkfm.metadata.lines import LineRecord, organ_sex
 from bulkfm.metadata.records import RawRecord, ReviewItem
-from bulkfm.metadata.rules import NOT_CELLS, is_null, sample_type_from
+from bulkfm.metadata.rules import NOT_CELLS, is_null, not_a_line, sample_type_from
 from bulkfm.metadata.schema import NORMAL, FieldValue
 from bulkfm.metadata.steps import SOURCE_CHARS, Tools
 
@@ -191,7 +191,7 @@ def sample_type(tools: Tools, rec: RawRecord, f: Fields) -> None:
         has_cell_line=not f["cell_line"].empty and f["cell_line"].confidence >= CONF.sample_type_line_min,
         has_cell_type=any(fld == "cell_type" and not NOT_CELLS.search(v.lower()) for fld, v in stated),
         has_tissue=not f["tissue"].empty,
-        cell_line_key="cell_line" in keys,
+        cell_line_key=any(fld == "cell_line" and not not_a_line(v) for fld, v in stated),
         explicit=explicit,
         found_cell_type=bool(found),
         differentiated_cell_type=bool(found) and not tools.index.is_a(found, STEM_CELL),
