@@ -4,6 +4,8 @@ development stage from age, the sample type, and 'cultured cell' for a line's ce
 
 from __future__ import annotations
 
+import re
+
 from bulkfm.metadata.confidence import CONF
 from bulkfm.metadata.keys import match_key
 from bulkfm.metadata.lines import LineRecord, organ_sex
@@ -21,6 +23,7 @@ CULTURED_CELL = "CL:0000010"
 # myoblast, mesenchymal stem cell, melanocyte, osteoblast.
 CULTURE_CELL_TYPES = ("CL:0000057", "CL:0000115", "CL:0000192", "CL:0000499", "CL:0000312", "CL:0000138",
                       "CL:0000056", "CL:0000134", "CL:0000148", "CL:0000062")
+ISLETS = re.compile(r"\bislets?\b")
 LINE_RECORD_FIELDS = ("sex", "disease", "tissue", "cell_type")
 OLDEST_STAGE_YEARS, YOUNGEST_YEAR_STAGE = 80, 2  # HsapDv: '80 year-old and over'; 'N-year-old' from 2
 
@@ -189,7 +192,8 @@ def sample_type(tools: Tools, rec: RawRecord, f: Fields) -> None:
     st, conf = sample_type_from(
         text,
         has_cell_line=not f["cell_line"].empty and f["cell_line"].confidence >= CONF.sample_type_line_min,
-        has_cell_type=any(fld == "cell_type" and not NOT_CELLS.search(v.lower()) for fld, v in stated),
+        has_cell_type=any(fld == "cell_type" and not NOT_CELLS.search(v.lower()) or fld == "tissue" and
+                          tissue_names_cells(tools, v) for fld, v in stated),
         has_tissue=not f["tissue"].empty,
         cell_line_key=any(fld == "cell_line" and not not_a_line(v) for fld, v in stated),
         explicit=explicit,
@@ -200,6 +204,13 @@ def sample_type(tools: Tools, rec: RawRecord, f: Fields) -> None:
     if st and (st != explicit or f["sample_type"].empty):
         src = f["sample_type"].source or "+".join(sorted(k for k in keys if k)) or "text"
         f["sample_type"] = FieldValue(st, None, src, "rule", conf)
+
+
+def tissue_names_cells(tools: Tools, value: str) -> bool:
+    """A tissue key's value that names cells ('alpha cell', 'sperm', 'beta cells') or islets
+    (isolated by digestion: cells, not a piece of the pancreas)."""
+    return bool(ISLETS.search(value.lower()) or not NOT_CELLS.search(value.lower()) and any(
+        h.kind != "typo" for h in tools.matcher.lookup("cell_type", value)))
 
 
 def cultured_cell(tools: Tools, f: Fields) -> None:
