@@ -23,6 +23,7 @@ CULTURED_CELL = "CL:0000010"
 # myoblast, mesenchymal stem cell, melanocyte, osteoblast.
 CULTURE_CELL_TYPES = ("CL:0000057", "CL:0000115", "CL:0000192", "CL:0000499", "CL:0000312", "CL:0000138",
                       "CL:0000056", "CL:0000134", "CL:0000148", "CL:0000062")
+USUAL_SITE = {"CL:0000057": "CL:0002620"}  # fibroblast -> skin fibroblast
 ISLETS = re.compile(r"\bislets?\b")
 LINE_RECORD_FIELDS = ("sex", "disease", "tissue", "cell_type")
 OLDEST_STAGE_YEARS, YOUNGEST_YEAR_STAGE = 80, 2  # HsapDv: '80 year-old and over'; 'N-year-old' from 2
@@ -35,6 +36,7 @@ def derive(tools: Tools, rec: RawRecord, f: Fields) -> list[ReviewItem]:
     implied(tools, f)
     sex_of_organ(tools, f)
     compose_cell_type(tools, f)
+    usual_site(tools, f)
     development_stage(tools, f)
     sample_type(tools, rec, f)
     cultured_cell(tools, f)
@@ -162,6 +164,17 @@ def compose_cell_type(tools: Tools, f: Fields) -> None:
         if sharper:
             f["cell_type"] = FieldValue(tools.index.label(sharper), sharper, f"{ct.source}+{ts.source}"[:SOURCE_CHARS],
                                         ct.method, round(min(ct.confidence, ts.confidence), 3))
+
+
+def usual_site(tools: Tools, f: Fields) -> None:
+    """A cell type whose human cultures come from one site unless said otherwise (fibroblasts:
+    skin biopsies, the Coriell and ATCC lines) is that site's kind when no tissue is named; the
+    tissue itself is left empty (it was not stated)."""
+    ct = f["cell_type"]
+    site = USUAL_SITE.get(ct.ontology_id or "")
+    if site and f["tissue"].empty:
+        f["cell_type"] = FieldValue(tools.index.label(site), site, f"{ct.source} (usual site of its cultures)"[:SOURCE_CHARS],
+                                    "rule", CONF.inferred(ct.confidence))
 
 
 def development_stage(tools: Tools, f: Fields) -> None:
