@@ -24,7 +24,7 @@ from bulkfm.common.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 8
+INDEX_VERSION = 9
 # What the harmonizer needs. NCBITaxon (3 GB to load) and the fly/worm/fish ontologies are left out.
 DEFAULT_ONTOLOGIES: tuple[str, ...] = ("UBERON", "CL", "MONDO", "EFO", "PATO", "HsapDv", "CVCL", "CHEBI")
 # Ontologies whose ancestor sets are kept (CVCL/CHEBI are flat or not scored by depth; keeping
@@ -259,6 +259,7 @@ def _obo_terms(ontology: str, path: Path) -> tuple[dict[str, Term], str]:
 
 
 _IMMORTALISED = re.compile(r"^hTERT[\s-]+", re.I)
+_HUMAN_QUALIFIER = re.compile(r"^(.*\S)\s+\[Human [^\]]*\]$")
 
 
 def _build_lookup(index: TermIndex) -> None:
@@ -266,6 +267,11 @@ def _build_lookup(index: TermIndex) -> None:
         onto = prefix_of(tid)
         if onto == "CVCL":
             index.compact_lookup.setdefault(compact(label), []).append(tid)
+            human = _HUMAN_QUALIFIER.match(label)
+            if human:
+                # Cellosaurus tells lines of one name apart by a bracket ('HK-2 [Human kidney]');
+                # users write the name alone. Non-human namesakes ('[Mouse ...]') are not indexed.
+                index.compact_lookup.setdefault(compact(human.group(1)), []).append(tid)
             if label.startswith("NCI-H") and label[5:6].isdigit():
                 # the NCI lung lines are written without the prefix ('H441' for NCI-H441); the
                 # offline Cellosaurus snapshot has no synonyms to say so
