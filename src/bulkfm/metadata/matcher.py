@@ -306,17 +306,20 @@ class Matcher:
                 if dedicated:
                     if len(ck) < 3 or ck in self.common_words:
                         continue
-                elif len(ck) < 4 or ck in self.common_words or not context and not any(c.isdigit() for c in ck) \
-                        and not (ck in self.index.compact_lookup and _mixed_case(text, phrase)):
-                    continue  # free text: a line's name needs 'cell(s)/cell line' near, a digit or 'HeLa'-style capitals
+                elif len(ck) < 4 or ck in self.common_words or ck.isdigit() or not context \
+                        and not any(c.isdigit() for c in ck) and not (ck in self.index.compact_lookup
+                                                                     and _mixed_case(text, phrase)):
+                    # free text: a line's name needs 'cell(s)/cell line' near, a digit or 'HeLa'-style
+                    # capitals, and a letter ('2013' is a year, not line '201.3')
+                    continue
                 ids = self.index.compact_lookup.get(ck, [])
-                if len(ids) == 1:  # ambiguous names inside free text are left to later steps
+                if len(ids) == 1:
                     out.setdefault(ids[0], Hit(ids[0], phrase, "label"))
                     break
-                if ids and dedicated:
+                if ids:
                     # several Cellosaurus entries share the name: the lowest accession is the
                     # established line; marked ambiguous (lower confidence, review/LLM)
-                    out.setdefault(ids[0], Hit(min(ids), phrase, "ambiguous"))
+                    out.setdefault(min(ids), Hit(min(ids), phrase, "ambiguous"))
                     break
         if not out and dedicated:
             out.update({h.id: h for h in self._line_variant(tokens)})
