@@ -126,6 +126,12 @@ class CellLineRecords:
             log.warning("EFO descriptions unavailable (%s): cell-line records from classes only", exc)
             return {}
 
+    def established(self, lines: list[str]) -> str | None:
+        """Of Cellosaurus namesakes ('HT29': HT-29 and an obscure HT29), the one line the bundled
+        tables of widely used lines name, if exactly one is."""
+        named = [t for t in lines if t in self.sexes or t in self.diseases]
+        return named[0] if len(set(named)) == 1 else None
+
     def efo_term(self, line: str) -> str | None:
         name = self.index.label(line)
         return self._by_name.get(compact(name)) if name else None

@@ -4,6 +4,7 @@ another key's whole value naming a cell line; every ontology field scanned for i
 from __future__ import annotations
 
 from bulkfm.metadata.confidence import CONF
+from bulkfm.metadata.matcher import Hit
 from bulkfm.metadata.ontology import compact, norm
 from bulkfm.metadata.records import Candidate, Candidates, KeyedValue, Pending, Pieces
 from bulkfm.metadata.rules import parse_sex
@@ -34,6 +35,9 @@ def dedicated_value(tools: Tools, kv: KeyedValue, cands: Candidates, pending: li
     """The value of a key naming an ontology field: the whole value, else a term inside it."""
     fld, value, key, weight = kv.field, kv.value, kv.key, kv.weight
     hits = tools.matcher.lookup(fld, value)
+    if fld == "cell_line" and len({h.id for h in hits}) > 1:
+        best = tools.lines.established([h.id for h in hits])
+        hits = [h for h in hits if h.id == best] or hits
     if hits:
         amb = len({h.id for h in hits}) > 1
         for h in hits[:LOOKUP_HITS]:
@@ -53,7 +57,7 @@ def dedicated_value(tools: Tools, kv: KeyedValue, cands: Candidates, pending: li
     if not scan or fld == "development_stage":
         pending.append(Pending(fld, value, key, weight, scan))
         return
-    h = scan[0]
+    h = established_hit(tools, scan[0])
     cover = len(h.matched) / max(1, len(norm(value)))
     conf = (CONF.inside_value * weight * (CONF.inside_cover_base + CONF.inside_cover_share * cover)
             - (CONF.ambiguous if h.kind == "ambiguous" else 0))
@@ -82,6 +86,15 @@ def other_key_line(tools: Tools, kv: KeyedValue, cands: Candidates) -> None:
                                             CONF.other_key_exact, value))
 
 
+def established_hit(tools: Tools, h: Hit) -> Hit:
+    """A line name shared by namesakes ('KG1'), resolved to the widely used one where the
+    bundled line tables name exactly one (no longer ambiguous)."""
+    if h.kind != "ambiguous":
+        return h
+    best = tools.lines.established(tools.index.compact_lookup.get(compact(h.matched), []))
+    return Hit(best, h.matched, "label", h.count) if best else h
+
+
 def line_like(name: str) -> bool:
     """A name another key's value may be a line by: a letter in it and not too short. What is
     left of 'Donor 36', 'Sample_133' or 'primary B cell' once the wrapping words are gone ('36',
@@ -107,7 +120,7 @@ def text_scan(tools: Tools, pieces: Pieces, cands: Candidates) -> None:
         for fld in SCAN_FIELDS:
             if own.get(piece.source) == fld:
                 continue
-            hits = tools.matcher.scan(fld, piece.text)[:TEXT_HITS]
+            hits = [established_hit(tools, h) for h in tools.matcher.scan(fld, piece.text)[:TEXT_HITS]]
             for h in hits:
                 conf = CONF.text_scan + (CONF.text_named_bonus if h.kind in ("label", "lexicon") else 0.0)
                 if h is not hits[0]:
