@@ -140,6 +140,12 @@ class Matcher:
         """Every word of the field's labels, synonyms and lexicon (normalised)."""
         return self._vocabulary(field)[0]
 
+    def cell_or_tissue_word(self, name: str) -> bool:
+        """A one-word name of letters that is a word of the cell-type or tissue vocabulary
+        ('Beta', 'Alpha'): a line named so is not taken from free text or another key's value."""
+        word = norm(name)
+        return word.isalpha() and any(word in self.vocabulary(f) for f in ("cell_type", "tissue"))
+
     def _vocabulary(self, field: str) -> tuple[set[str], dict[tuple[str, int], list[str]]]:
         """Words of the field's labels, synonyms and lexicon, bucketed by first letters and length."""
         key = ("vocab", field)
@@ -306,7 +312,8 @@ class Matcher:
                 if dedicated:
                     if len(ck) < 3 or ck in self.common_words:
                         continue
-                elif len(ck) < 4 or ck in self.common_words or ck.isdigit() or not context \
+                elif len(ck) < 4 or ck in self.common_words or ck.isdigit() or self.cell_or_tissue_word(ck) \
+                        or not context \
                         and not any(c.isdigit() for c in ck) and not (ck in self.index.compact_lookup
                                                                      and _mixed_case(text, phrase)):
                     # free text: a line's name needs 'cell(s)/cell line' near, a digit or 'HeLa'-style

@@ -106,10 +106,8 @@ def line_like(name: str) -> bool:
 def names_cell_or_tissue(tools: Tools, value: str, name: str) -> bool:
     """The value names a cell type or tissue (a label, synonym or lexicon entry of its own), or
     the line's name is a plain word of the cell-type or tissue vocabulary ('Beta', 'Alpha')."""
-    if any(h.kind != "typo" for fld in ("cell_type", "tissue") for h in tools.matcher.lookup(fld, value)):
-        return True
-    word = norm(name)
-    return word.isalpha() and any(word in tools.matcher.vocabulary(fld) for fld in ("cell_type", "tissue"))
+    return tools.matcher.cell_or_tissue_word(name) or any(
+        h.kind != "typo" for fld in ("cell_type", "tissue") for h in tools.matcher.lookup(fld, value))
 
 
 def text_scan(tools: Tools, pieces: Pieces, cands: Candidates) -> None:
