@@ -36,7 +36,7 @@ def derive(tools: Tools, rec: RawRecord, f: Fields) -> list[ReviewItem]:
     implied(tools, f)
     sex_of_organ(tools, f)
     compose_cell_type(tools, f)
-    usual_site(tools, f)
+    usual_site(tools, rec, f)
     development_stage(tools, f)
     sample_type(tools, rec, f)
     cultured_cell(tools, f)
@@ -166,13 +166,15 @@ def compose_cell_type(tools: Tools, f: Fields) -> None:
                                         ct.method, round(min(ct.confidence, ts.confidence), 3))
 
 
-def usual_site(tools: Tools, f: Fields) -> None:
+def usual_site(tools: Tools, rec: RawRecord, f: Fields) -> None:
     """A cell type whose human cultures come from one site unless said otherwise (fibroblasts:
-    skin biopsies, the Coriell and ATCC lines) is that site's kind when no tissue is named; the
-    tissue itself is left empty (it was not stated)."""
+    skin biopsies, the Coriell and ATCC lines) is that site's kind when no tissue is named (not
+    even one left unresolved, 'tissue: Dura'); the tissue itself stays empty (it was not stated)."""
     ct = f["cell_type"]
     site = USUAL_SITE.get(ct.ontology_id or "")
-    if site and f["tissue"].empty:
+    stated = any(match_key(k, tools.resources).field == "tissue" and v and not is_null(str(v))
+                 for k, v in rec.attributes.items())
+    if site and f["tissue"].empty and not stated:
         f["cell_type"] = FieldValue(tools.index.label(site), site, f"{ct.source} (usual site of its cultures)"[:SOURCE_CHARS],
                                     "rule", CONF.inferred(ct.confidence))
 
