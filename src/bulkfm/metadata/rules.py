@@ -201,11 +201,16 @@ _XENO = re.compile(r"xenograft|\bpdx\b|\bpdtx\b|engrafted (into|in) (nsg|nod|mic
 _ORGANOID = re.compile(r"organoid|tumoroid|enteroid|colonoid|assembloid")
 _STEM = re.compile(r"\b(h?ipsc?s?|h?escs?|hes|hues\d*|es cells?|ips cells?|pluripotent|embryonic stem|"
                    r"induced pluripotent|stem cell line|es(?=[- ]derived))\b")
-# a stem cell culture sampled on day N is a differentiation time course (lines are passaged, not dated)
-_DAYS = re.compile(r"\bday \d+|\bd\d+\b|\b\d+ ?days?\b|\b\d+d\b")
+# a stem cell culture sampled on day N is a differentiation time course (lines are passaged, not
+# dated); day 0 is its undifferentiated start
+_DAYS = re.compile(r"\bday 0*[1-9]\d*|\bd0*[1-9]\d*\b|\b0*[1-9]\d* ?days?\b|\b0*[1-9]\d*d\b")
+_DAY_ZERO = re.compile(r"\b(differentiation )?(days?|d) ?0+\b(?![.,]\d)")
 _DIFF = re.compile(r"(?<!un)differentiat|derived|\binduced\b(?! pluripotent)|reprogramm|directed|\bdiff\b|"
                    r"\bday \d+ of|\bd\d+ (of )?differentiation|transdifferentiat|\bnpcs?\b|progenitors?\b")
-_DIFF_ALONE = re.compile(r"in ?vitro (differentiated|derived)|(?<!un)differentiated (cells|into|from)|"
+_DIFF_ALONE = re.compile(r"in ?vitro (differentiated|derived)|(?<!un)differentiated (cells|into|from|with|for|in|using|"
+                         r"\w*(cytes?|blasts?|neurons?|tubes?)\b)|\b(chondro|osteo|adipo|myo|neuro|cardio)genesis\b|"
+                         r"\b(chondro|osteo|adipo)genic (differentiation|induction|medium)|"
+                         r"\b(h?es|h?ipsc?)-(?!cells?\b|lines?\b|derived)[a-z]{2,}|"
                          r"(?<!un)differentiation (day|stage|time|protocol|method|medium)|\bderived (neurons?|"
                          r"macrophages?|cardiomyocytes?|hepatocytes?|organoids?)|reprogramming|"
                          r"\bnpcs?\b|neural progenitors?|neural precursors?")
@@ -271,6 +276,7 @@ def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has
     stem = bool(_STEM.search(low))
     # 'differentiation state: undifferentiated' describes a stem cell line, not a product of it
     undiff = bool(re.search(r"\bundifferentiated\b", low))
+    low = _DAY_ZERO.sub(" ", low)
     diff = not undiff and bool(_DIFF.search(re.sub(r"differentiation (state|status|stage)", " ", low))
                                or _DAYS.search(low))
     if (stem and (diff or differentiated_cell_type and not undiff) or _DIFF_ALONE.search(low)
