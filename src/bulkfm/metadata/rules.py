@@ -222,6 +222,9 @@ _CELL_LINE = re.compile(r"cell ?lines?\b|immortali[sz]ed|lymphoblastoid|\blcls?\
 # HUVEC or dermal fibroblasts included); 'primary cells' are isolated and profiled uncultured.
 _CULTURED = re.compile(r"\bpassages? \d|\bp\d+ ?- ?\d+\b|\bpassaged\b|subcultur|\bcultured\b|\bcultures?\b|\bconfluen|"
                        r"\blonza\b|promocell|\bcell systems\b|\blifeline\b|\bcascade biologics\b|sciencell|\bgibco\b")
+# immune cells activated or polarised in vitro (Th1 conditions, a mitogen): made in vitro, as
+# MetaSRA classes them; 'unstimulated', 'pre-activated' and 'non-activated' are not
+_ACTIVATED = re.compile(r"(?<![\w-])(?<!pre )(?<!non )(activated|activation|polari[sz](ed|ing|ation)|mitogens?)\b")
 # cues that cells were profiled straight from the donor, not grown first
 _UNCULTURED = re.compile(r"\bsorted\b|\bfacs\b|freshly|uncultured|ex vivo|\bmacs\b")
 _CELLS_WORD = re.compile(r"\bcells\b|cytes\b|blasts\b|\bpbmcs?\b")
@@ -294,6 +297,8 @@ def sample_type_from(text: str, *, has_cell_line: bool, has_cell_type: bool, has
         return "cell line", CONF.st_line_named if has_cell_line else CONF.st_line_cue
     if stem:
         return "cell line", CONF.st_stem_line  # ESC/iPSC lines
+    if _ACTIVATED.search(low) and (has_cell_type or found_cell_type):
+        return "in-vitro differentiated", CONF.st_differentiated
     if (_CULTURED.search(low) and (has_cell_type or found_cell_type or _PRIMARY_CELLS.search(low))
             or culture_cell_type and not _UNCULTURED.search(low)):
         return "cell line", CONF.st_cultured
