@@ -114,6 +114,22 @@ def test_no_teleost_terms(harm):
     ({"cell line": "H1", "source_name": "H1 human embryonic stem cells", "time": "day 12"}, "in-vitro differentiated"),
     ({"cell type": "Basal Cell Carcinoma, nodular", "source_name": "nodular basal cell carcinoma"}, "primary tissue"),
     ({"source_name": "A375 melanoma bearing mouse", "tissue": "A375 tumor"}, "xenograft"),
+    # a tissue key naming cells, or islets: isolated cells
+    ({"tissue": "delta cells", "donor": "7"}, "primary cells"),
+    ({"tissue": "human islets", "age": "51"}, "primary cells"),
+    # BioSample's Human package asks for a cell line: 'primary tissue' there is no line
+    ({"cell_line": "primary tissue", "tissue": "kidney", "sex": "male"}, "primary tissue"),
+    # a donor or sample number is not a line's name ('Donor 12' -> a Cellosaurus line '12')
+    ({"cell type": "CD14+ monocytes", "donor id": "Donor 12"}, "primary cells"),
+    # a differentiation protocol named; day 0 of a course is the undifferentiated line
+    ({"cell type": "bone marrow MSC", "treatment": "osteogenic medium"}, "in-vitro differentiated"),
+    ({"cell type": "keratinocytes", "protocol": "differentiated with high calcium for 3 days"},
+     "in-vitro differentiated"),
+    ({"cell type": "iPS-CM", "source_name": "iPSC line 3"}, "in-vitro differentiated"),
+    ({"cell line": "H1", "source_name": "H1 human embryonic stem cells", "time": "day 0"}, "cell line"),
+    # immune cells activated or polarised in vitro; 'unstimulated' ones are profiled as taken
+    ({"cell type": "naive CD4 T cells", "polarizing condition": "Th17"}, "in-vitro differentiated"),
+    ({"cell type": "CD4+ T cells", "stimulation": "unstimulated"}, "primary cells"),
 ])
 def test_sample_type(harm, attrs, expected):
     assert _one(harm, **attrs)["sample_type"].value == expected
@@ -142,3 +158,16 @@ def test_misspelt_values_are_corrected_against_the_ontology_words(harm):
     assert _one(harm, cell_type="adipocites")["cell_type"].ontology_id == "CL:0000136"
     # a word that is simply unknown stays unknown (no nearest guess)
     assert harm.matcher.correct("cell_type", "xylophonist") is None
+
+
+def test_a_fibroblast_with_no_tissue_is_a_skin_fibroblast(harm):
+    f = _one(harm, **{"cell type": "fibroblast", "genotype": "control"})
+    assert f["cell_type"].ontology_id == "CL:0002620" and f["cell_type"].method == "rule"
+    assert f["cell_type"].confidence < 0.6 and f["tissue"].empty  # inferred, under review; tissue not made up
+    f = _one(harm, **{"cell type": "fibroblast", "tissue": "lung"})
+    assert f["cell_type"].ontology_id != "CL:0002620"  # a stated tissue wins
+
+
+def test_adjective_of_a_cell_name(harm):
+    f = _one(harm, "homo sapiens myeloid monocytic cell lps stimulation extract total rna")
+    assert f["cell_type"].ontology_id == "CL:0000576"  # monocyte

@@ -176,3 +176,27 @@ def test_a_derived_line_with_its_own_record_takes_what_the_record_lacks_from_its
     assert rec.sex == ("female", FEMALE) and rec.basis["sex"].startswith("parent line HEK293:")
     f, _ = _run(harm, **{"cell line": "293FT"})
     assert f["cell_line"].ontology_id == "CVCL_6911" and f["sex"].ontology_id == FEMALE
+
+
+def test_line_names_that_are_donor_numbers_or_cell_words_are_not_lines(harm):
+    for attrs in ({"donor id": "Donor 12", "cell type": "CD8+ T cells"},
+                  {"submitted sample id": "Sample_207", "body site": "Liver"},
+                  {"cell type": "Beta", "tissue": "pancreatic islets"},
+                  {"source_name": "sorted alpha cells", "collection date": "2014"}):
+        f, _ = _run(harm, **attrs)
+        assert f["cell_line"].empty, attrs
+        assert f["sample_type"].value != "cell line", attrs
+
+
+def test_a_name_told_apart_by_a_human_bracket_is_found_as_written(harm):
+    f, _ = _run(harm, **{"cell_line": "HK-2", "tissue": "kidney"})
+    assert f["cell_line"].ontology_id == "CVCL_0302"  # 'HK-2 [Human kidney]'
+    assert f["sex"].ontology_id == MALE
+
+
+def test_of_namesakes_the_widely_used_line_is_taken_and_its_record_applies(harm):
+    f, _ = _run(harm, **{"cell line": "acute myeloid leukemia cell line KG1"})
+    assert f["cell_line"].ontology_id == "CVCL_0374"  # KG-1, not the obscure 'KG1'
+    assert f["sex"].ontology_id == MALE
+    f, _ = _run(harm, **{"cell type": "Mino cells stably expressing shBTK"})  # free text of another key
+    assert f["cell_line"].ontology_id == "CVCL_1872"
