@@ -46,6 +46,7 @@ def organism_level(index: TermIndex, tid: str) -> bool:
 # ('papilla' is a zebrafish term; human papillae have their own IDs).
 _NON_HUMAN_UBERON = ("UBERON:2", "UBERON:3", "UBERON:6")
 _GLUED_CELL = re.compile(r"\b([a-z0-9]{1,6})cell(s?)\b")  # 'tcell', 'bcells', 'nkcell' (GEO-processed text)
+_GLUED_DERIVED = re.compile(r"\b([a-z]{3,})(derived)\b")  # GEO text drops hyphens: "brainderived"
 # the adjective of a '-cyte'/'-blast' name with 'cell(s)': 'monocytic cell' is a monocyte,
 # 'lymphoblastic cells' lymphoblasts
 _ADJECTIVE_CELL = re.compile(r"\b([a-z]+(?:cyt|blast))ic cell(s?)\b")
@@ -54,7 +55,7 @@ _ADJECTIVE_CELL = re.compile(r"\b([a-z]+(?:cyt|blast))ic cell(s?)\b")
 def _cell_nouns(text: str) -> str:
     """Normalised text with glued and adjectival cell names written as the ontology does."""
     return _ADJECTIVE_CELL.sub(lambda m: f"{m.group(1)}{'e' if m.group(1).endswith('cyt') else ''}{m.group(2)}",
-                               _GLUED_CELL.sub(r"\1 cell\2", text))
+                               _GLUED_CELL.sub(r"\1 cell\2", _GLUED_DERIVED.sub(r"\1 \2", text)))
 # words and signs that list several things in one value ('HeLa and HEK293', 'MCF7 + T47D co-culture')
 _LIST_CUE = re.compile(r"[+&;,]|\b(and|with|plus|vs|versus|co-?cultur\w*|mix\w*)\b", re.I)
 _CVCL_CONTEXT = re.compile(r"cell ?lines?|cells?\b")
