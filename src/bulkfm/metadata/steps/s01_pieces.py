@@ -17,7 +17,7 @@ DESCRIBING = (*ONTOLOGY_FIELDS, "sample_type")
 NOT_DESCRIPTIVE = re.compile(
     r"provider|repository|submitter|protocol|institut|center|centre|consent|accession|barcode|batch|replicate|"
     r"\blane\b|library|\bindex\b|\bfile|contact|\blab\b|antibody|platform|instrument|sequenc|\bid\b|"
-    r"\bbiosamplemodel\b|\bisolate\b|\bstrain\b|\bpassages?\b|ethnicity|\brace\b|\bgap\b"
+    r"\bbiosamplemodel\b|\bstrain\b|\bpassages?\b|ethnicity|\brace\b|\bgap\b"
 )
 
 
