@@ -7,7 +7,7 @@ from bulkfm.metadata.confidence import CONF
 from bulkfm.metadata.matcher import Hit
 from bulkfm.metadata.ontology import compact, norm
 from bulkfm.metadata.records import Candidate, Candidates, KeyedValue, Pending, Pieces
-from bulkfm.metadata.rules import parse_sex
+from bulkfm.metadata.rules import not_a_line, parse_sex
 from bulkfm.metadata.schema import FIELDS
 from bulkfm.metadata.steps import MIXTURE, ONTOLOGY_FIELDS, SCAN_FIELDS, Tools
 
@@ -23,8 +23,8 @@ def exact_candidates(tools: Tools, pieces: Pieces) -> tuple[Candidates, list[Pen
     cands: Candidates = {f: [] for f in FIELDS}
     pending: list[Pending] = []
     for kv in pieces.keyed:
-        if kv.field in ONTOLOGY_FIELDS:
-            dedicated_value(tools, kv, cands, pending)
+        if kv.field in ONTOLOGY_FIELDS and not (kv.field == "cell_line" and not_a_line(kv.value)):
+            dedicated_value(tools, kv, cands, pending)  # 'cell_line: primary tissue' is step 3's
     for kv in pieces.keyed:
         other_key_line(tools, kv, cands)
     text_scan(tools, pieces, cands)
