@@ -200,3 +200,9 @@ def test_of_namesakes_the_widely_used_line_is_taken_and_its_record_applies(harm)
     assert f["sex"].ontology_id == MALE
     f, _ = _run(harm, **{"cell type": "Mino cells stably expressing shBTK"})  # free text of another key
     assert f["cell_line"].ontology_id == "CVCL_1872"
+
+
+def test_a_cell_line_key_saying_primary_is_no_line_and_no_review_row(harm):
+    f, review = _run(harm, **{"cell_line": "primary tissue", "tissue": "kidney", "sex": "male"})
+    assert f["cell_line"].empty and f["sample_type"].value == "primary tissue"
+    assert not [r for r in review if r["field"] == "cell_line"]
