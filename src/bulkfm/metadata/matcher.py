@@ -145,7 +145,11 @@ class Matcher:
         """A one-word name of letters that is a word of the cell-type or tissue vocabulary
         ('Beta', 'Alpha'): a line named so is not taken from free text or another key's value."""
         word = norm(name)
-        return word.isalpha() and any(word in self.vocabulary(f) for f in ("cell_type", "tissue"))
+        if not word.isalpha():
+            return False
+        if "cell_tissue_words" not in self._shared:
+            self._shared["cell_tissue_words"] = self.vocabulary("cell_type") | self.vocabulary("tissue")
+        return word in self._shared["cell_tissue_words"]
 
     def _vocabulary(self, field: str) -> tuple[set[str], dict[tuple[str, int], list[str]]]:
         """Words of the field's labels, synonyms and lexicon, bucketed by first letters and length."""
@@ -313,14 +317,15 @@ class Matcher:
                 if dedicated:
                     if len(ck) < 3 or ck in self.common_words:
                         continue
-                elif len(ck) < 4 or ck in self.common_words or ck.isdigit() or self.cell_or_tissue_word(ck) \
-                        or not context \
+                elif len(ck) < 4 or ck in self.common_words or ck.isdigit() or not context \
                         and not any(c.isdigit() for c in ck) and not (ck in self.index.compact_lookup
                                                                      and _mixed_case(text, phrase)):
                     # free text: a line's name needs 'cell(s)/cell line' near, a digit or 'HeLa'-style
                     # capitals, and a letter ('2013' is a year, not line '201.3')
                     continue
                 ids = self.index.compact_lookup.get(ck, [])
+                if ids and not dedicated and self.cell_or_tissue_word(ck):
+                    continue
                 if len(ids) == 1:
                     out.setdefault(ids[0], Hit(ids[0], phrase, "label"))
                     break
