@@ -166,6 +166,8 @@ def test_a_fibroblast_with_no_tissue_is_a_skin_fibroblast(harm):
     assert f["cell_type"].confidence < 0.6 and f["tissue"].empty  # inferred, under review; tissue not made up
     f = _one(harm, **{"cell type": "fibroblast", "tissue": "lung"})
     assert f["cell_type"].ontology_id != "CL:0002620"  # a stated tissue wins
+    f = _one(harm, **{"cell_line": "SW1353", "cell_type": "fibroblast"})  # a chondrosarcoma line
+    assert f["cell_type"].ontology_id != "CL:0002620"  # a named line's record says where it is from
 
 
 def test_adjective_of_a_cell_name(harm):

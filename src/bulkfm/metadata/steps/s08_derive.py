@@ -169,12 +169,13 @@ def compose_cell_type(tools: Tools, f: Fields) -> None:
 def usual_site(tools: Tools, rec: RawRecord, f: Fields) -> None:
     """A cell type whose human cultures come from one site unless said otherwise (fibroblasts:
     skin biopsies, the Coriell and ATCC lines) is that site's kind when no tissue is named (not
-    even one left unresolved, 'tissue: Dura'); the tissue itself stays empty (it was not stated)."""
+    even one left unresolved, 'tissue: Dura') and no line is named (a line's record says where it
+    comes from: SW1353 'fibroblasts' are a chondrosarcoma's); the tissue stays empty."""
     ct = f["cell_type"]
     site = USUAL_SITE.get(ct.ontology_id or "")
     stated = any(match_key(k, tools.resources).field == "tissue" and v and not is_null(str(v))
                  for k, v in rec.attributes.items())
-    if site and f["tissue"].empty and not stated:
+    if site and f["tissue"].empty and f["cell_line"].empty and not stated:
         f["cell_type"] = FieldValue(tools.index.label(site), site, f"{ct.source} (usual site of its cultures)"[:SOURCE_CHARS],
                                     "rule", CONF.inferred(ct.confidence))
 
