@@ -3,6 +3,8 @@ another key's whole value naming a cell line; every ontology field scanned for i
 
 from __future__ import annotations
 
+import re
+
 from bulkfm.metadata.confidence import CONF
 from bulkfm.metadata.matcher import Hit
 from bulkfm.metadata.ontology import compact, norm
@@ -16,6 +18,9 @@ TEXT_HITS = 2  # candidates kept per field from one free-text piece
 LINE_NAME_MAX = 60  # a longer value of another key is a description, not a line's name
 LINE_NAME_SHORT = 4  # a shorter name counts only when it is a lexicon entry ('H9' is too common)
 NOT_LINE_NAMES = ("control", "normal", "none", "treated", "untreated")
+# keys whose values are mostly sample identifiers ('isolate: C-013-5C'): read for what they say of
+# the tissue or cells, but a line's name inside them is an ID's letters and digits
+ID_KEYS = re.compile(r"\bisolate\b")
 
 
 def exact_candidates(tools: Tools, pieces: Pieces) -> tuple[Candidates, list[Pending]]:
@@ -116,7 +121,7 @@ def text_scan(tools: Tools, pieces: Pieces, cands: Candidates) -> None:
     own = {kv.key: kv.field for kv in pieces.keyed}
     for piece in pieces.texts:
         for fld in SCAN_FIELDS:
-            if own.get(piece.source) == fld:
+            if own.get(piece.source) == fld or fld == "cell_line" and ID_KEYS.search(norm(piece.source)):
                 continue
             hits = [established_hit(tools, h) for h in tools.matcher.scan(fld, piece.text)[:TEXT_HITS]]
             for h in hits:
