@@ -206,3 +206,13 @@ def test_a_cell_line_key_saying_primary_is_no_line_and_no_review_row(harm):
     f, review = _run(harm, **{"cell_line": "primary tissue", "tissue": "kidney", "sex": "male"})
     assert f["cell_line"].empty and f["sample_type"].value == "primary tissue"
     assert not [r for r in review if r["field"] == "cell_line"]
+
+
+def test_a_subline_named_beside_its_parent_is_the_answer(harm):
+    f, _ = _run(harm, **{"cell line": "LNCaP", "source_name": "LNCaP-abl cells, vehicle"})
+    assert f["cell_line"].ontology_id == "CVCL_4793"  # LNCaP-abl, not LNCaP
+    assert f["sex"].ontology_id == MALE
+    f, _ = _run(harm, **{"cell line": "PC3", "source_name": "PC3-Epi"})
+    assert f["cell_line"].ontology_id == "CVCL_B0CB"  # its parent 'PC3' is PC-3 (the tabled namesake)
+    f, _ = _run(harm, **{"cell line": "MCF7", "source_name": "MCF7 cells"})
+    assert f["cell_line"].ontology_id == "CVCL_0031"  # the same line twice: itself

@@ -135,7 +135,7 @@ class Harmonizer:
         for c in cands:  # 5
             cell_supports_tissue(self.tools, c)
             tissue_parts(self.tools, c)
-        decisions = [decide(self.index, c) for c in cands]  # 6
+        decisions = [decide(self.index, c, self.lines) for c in cands]  # 6
         self._ask_llm([d.fields for d in decisions], pendings)  # 7
         out = []
         for rec, d, pend in zip(recs, decisions, pendings):

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from bulkfm.metadata.confidence import CONF
+from bulkfm.metadata.lines import CellLineRecords
 from bulkfm.metadata.ontology import TermIndex
 from bulkfm.metadata.records import Candidate, Candidates, Decision, Scored
 from bulkfm.metadata.schema import FIELD_ONTOLOGIES, FIELDS, FieldValue
 from bulkfm.metadata.steps import MIXTURE, SOURCE_CHARS
 
 
-def decide(index: TermIndex, cands: Candidates) -> Decision:
-    """Every field's answer (empty where no candidate has a confidence), then the mixture rule."""
+def decide(index: TermIndex, cands: Candidates, lines: CellLineRecords | None = None) -> Decision:
+    """Every field's answer (empty where no candidate has a confidence), then the derived-line
+    and mixture rules."""
     out: dict[str, FieldValue] = {}
     raws: dict[str, str] = {}
     for fld in FIELDS:
@@ -21,8 +23,25 @@ def decide(index: TermIndex, cands: Candidates) -> Decision:
             continue
         out[fld], raws[fld] = combine(index, fld, cs)
     decision = Decision(out, raws)
+    if lines is not None:
+        derived_line(lines, cands, decision)
     mixture(cands, decision)
     return decision
+
+
+def derived_line(lines: CellLineRecords, cands: Candidates, decision: Decision) -> None:
+    """A line named one place and a subline or clone of it named another ('cell line: PC3',
+    'source_name: PC3-Epi'): the subline is the more precise answer, with the parent's support."""
+    top = decision.fields["cell_line"]
+    if not top.ontology_id:
+        return
+    subs = [c for c in cands.get("cell_line", []) if c.id and c.id != top.ontology_id
+            and c.confidence >= CONF.below_min and lines.parent(c.id) == top.ontology_id]
+    if subs:
+        c = max(subs, key=lambda c: c.confidence)
+        decision.fields["cell_line"] = FieldValue(c.value, c.id, f"{c.source};{top.source}"[:SOURCE_CHARS], c.method,
+                                                  max(c.confidence, top.confidence))
+        decision.raws["cell_line"] = c.raw
 
 
 def mixture(cands: Candidates, decision: Decision) -> None:
