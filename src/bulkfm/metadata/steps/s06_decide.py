@@ -31,12 +31,15 @@ def decide(index: TermIndex, cands: Candidates, lines: CellLineRecords | None = 
 
 def derived_line(lines: CellLineRecords, cands: Candidates, decision: Decision) -> None:
     """A line named one place and a subline or clone of it named another ('cell line: PC3',
-    'source_name: PC3-Epi'): the subline is the more precise answer, with the parent's support."""
+    'source_name: PC3-Epi'): the subline is the more precise answer, with the parent's support.
+    Only where a whole value names the subline: 'HeLa_Gfp_expression_control' is HeLa given GFP
+    in the study, not the Cellosaurus line 'HeLa/GFP'."""
     top = decision.fields["cell_line"]
     if not top.ontology_id:
         return
     subs = [c for c in cands.get("cell_line", []) if c.id and c.id != top.ontology_id
-            and c.confidence >= CONF.below_min and lines.parent(c.id) == top.ontology_id]
+            and c.confidence >= CONF.below_min and lines.parent(c.id) == top.ontology_id
+            and any(h.id == c.id for h in lines.matcher.lookup("cell_line", c.raw))]
     if subs:
         c = max(subs, key=lambda c: c.confidence)
         decision.fields["cell_line"] = FieldValue(c.value, c.id, f"{c.source};{top.source}"[:SOURCE_CHARS], c.method,
