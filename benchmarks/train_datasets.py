@@ -200,13 +200,15 @@ def summarise(name: str, outs: list[Path], results: list[dict], methods=METHODS)
     lines.append("Sample embedding blocks chosen per seed (grouped CV over train + val): "
                  + "; ".join(f"{'+'.join(e.get('blocks', []))} (CV {e.get('cv_accuracy')})"
                              for e in emb))
-    masks = []
-    for o in outs:
-        c = o / "choices.json"
-        ch = json.loads(c.read_text())["ae_mask_fraction"] if c.exists() else None
-        masks.append(f"{ch['chosen']:g} ({ch['validation_masked_mse']})" if ch else "none")
-    lines.append("Stage-1 training mask chosen per seed (validation masked-gene MSE): "
-                 + "; ".join(masks))
+    for key, what in (("ae_mask_fraction", "training mask"),
+                      ("ae_regularisation", "regularisation")):
+        got = []
+        for o in outs:
+            c = o / "choices.json"
+            ch = json.loads(c.read_text()).get(key) if c.exists() else None
+            got.append(f"{ch['chosen']} ({ch['validation_masked_mse']})" if ch else "none")
+        lines.append(f"Stage-1 {what} chosen per seed (validation masked-gene MSE): "
+                     + "; ".join(got))
     cv = [(r.get("readout_cv") or {}) for r in results]
     if any(cv):
         lines.append("Readout 2-fold CV SSE on validation, global vs per-gene: " + "; ".join(
@@ -291,7 +293,8 @@ def main() -> None:
         a, b = args.transfer_steps
         eq = {"ae": {"steps": a, "batch_size": 32, "lr": 1e-3},
               "transformer": {"steps": b, "batch_size": 8, "lr": 1e-3},
-              "early_stopping_patience": 0, "ae_mask_choices": []}  # one stage 1 each
+              "early_stopping_patience": 0, "ae_mask_choices": [],  # one stage 1 each
+              "ae_regularisation_choices": []}
         # Scratch on the pretrained model's genes (same genes scored as the fine-tuned run),
         # and scratch on KICH's own top-variance genes (what a user without --init gets).
         pre_genes = set((pre / "genes.txt").read_text().split())

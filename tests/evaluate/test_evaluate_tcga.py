@@ -52,10 +52,14 @@ def test_loss_falls_and_model_beats_gene_mean(trained, capsys) -> None:
     assert ae["loss"].to_numpy()[-10:].mean() < 0.7 * ae["loss"].to_numpy()[:10].mean()
     val = ae["val_loss"].dropna().to_numpy()
     assert val[-1] < val[0]  # held-out (validation participants) loss falls too
-    # Stage 2 starts from the AE's reconstruction (zero-initialised residual head): its
-    # validation loss must not get worse than where it started.
-    mval = metrics[metrics.stage == "model"]["val_loss"].dropna().to_numpy()
-    assert mval[-1] <= mval[0] * 1.02
+    # Stage 2 starts from the AE's reconstruction (zero-initialised residual head): the saved
+    # stage-2 model (best by validation) must not be worse on the validation samples' masked
+    # genes than that start, the chosen AE's figure in choices.json (same split and mask
+    # fraction; 2 % for the masks, drawn per batch and the stages' batch sizes differ).
+    ae_val = min(json.loads((out / "choices.json").read_text())["ae_regularisation"][
+        "validation_masked_mse"].values())
+    best = json.loads((out / "model" / "config.json").read_text())["best_val_loss"]
+    assert best <= ae_val * 1.02
     capsys.readouterr()
     assert main(["evaluate", str(out), "--matrix", str(matrix), "--labels", str(labels),
                  "--probe-repeats", "1", "--no-progress"]) == 0

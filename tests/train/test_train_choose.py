@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bulkfm.model.sample_embedding import SampleEmbedding
-from bulkfm.model.sample_embedding import standardiser
-from bulkfm.train.choose import EMBEDDING_CANDIDATES, _choose_weights
-from bulkfm.train.config import from_dict
+import itertools
+
+from bulkfm.model.sample_embedding import BLOCKS, SampleEmbedding, standardiser
+from bulkfm.train.choose import EMBEDDING_CANDIDATES, SWITCH_MARGIN, _choose_weights
+from bulkfm.train.config import TrainConfig, from_dict
 
 
 def _parts(rng, n: int, signal_in: str) -> tuple[dict, np.ndarray]:
@@ -38,6 +39,32 @@ def test_blocks_chosen_by_grouped_cv_keep_the_default_unless_clearly_better(sign
     assert weights == EMBEDDING_CANDIDATES[0] and "no labels" in report["how"]
 
 
+def test_every_block_subset_is_a_candidate() -> None:
+    subsets = {frozenset(c) for r in range(1, len(BLOCKS) + 1)
+               for c in itertools.combinations(BLOCKS, r)}
+    assert {frozenset(b for b, w in c.items() if w > 0) for c in EMBEDDING_CANDIDATES} == subsets
+    assert len(EMBEDDING_CANDIDATES) == len(subsets)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_part_that_is_clearly_better_replaces_the_default_union(seed) -> None:
+    # weak label signal in the PCA block; the AE and pooled blocks are wide noise that a probe
+    # on the union fits to: PCA alone must be chosen, never the union below its own part
+    rng = np.random.default_rng(seed)
+    n = 60
+    y = np.repeat(["a", "b"], n // 2)
+    parts = {"pca": rng.normal(size=(n, 5)), "ae": rng.normal(size=(n, 60)),
+             "pooled": rng.normal(size=(n, 60))}
+    parts["pca"][:, 0] += np.where(y == "a", 1.2, -1.2)
+    train_parts = {b: x[np.arange(n) % 5 != 0] for b, x in parts.items()}
+    weights, report = _choose_weights(list(EMBEDDING_CANDIDATES), parts, train_parts,
+                                      (y.astype(object), np.arange(n).astype(object)), seed)
+    assert weights == {"pca": 1.0, "ae": 0.0, "pooled": 0.0}, report
+    chosen = report["cv_accuracy"][list(EMBEDDING_CANDIDATES).index(weights)]
+    # no candidate gets SWITCH_MARGIN or more samples right beyond the chosen one
+    assert all(round((a - chosen) * n) < SWITCH_MARGIN for a in report["cv_accuracy"])
+
+
 def test_embedding_definition_round_trips_and_standardises_on_train() -> None:
     rng = np.random.default_rng(1)
     parts, _ = _parts(rng, 40, "ae")
@@ -58,3 +85,18 @@ def test_ae_mask_choices_must_be_fractions() -> None:
     with pytest.raises(ValueError, match="ae_mask_choices"):
         from_dict({"ae_mask_choices": [0.15, 1.5]})
     assert from_dict({"ae_mask_choices": []}).ae_mask_choices == ()
+
+
+def test_ae_regularisation_choices_are_checked_and_round_trip() -> None:
+    default = TrainConfig()
+    assert default.ae_regularisations() == [{}, {"dropout": 0.3}, {"weight_decay": 1.0}]
+    assert from_dict(default.to_dict()) == default  # config.json -> the same config
+    given = from_dict({"ae_regularisation_choices": [{}, {"dropout": 0.1, "weight_decay": 0.5}]})
+    assert given.ae_regularisations() == [{}, {"dropout": 0.1, "weight_decay": 0.5}]
+    assert from_dict({"ae_regularisation_choices": []}).ae_regularisation_choices == ()
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['dropot'\]"):
+        from_dict({"ae_regularisation_choices": [{"dropot": 0.1}]})
+    with pytest.raises(ValueError, match="dropout must be in"):
+        from_dict({"ae_regularisation_choices": [{"dropout": 1.0}]})
+    with pytest.raises(ValueError, match="weight_decay >= 0"):
+        from_dict({"ae_regularisation_choices": [{"weight_decay": -1}]})

@@ -23,6 +23,7 @@ checkpoint_every: 100000
 eval_every: 100000
 num_threads: 1
 ae_mask_choices: []  # stage 1 trains once: SIGTERM and DDP are under test, not the choice
+ae_regularisation_choices: []
 """
 
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import bulkfm.model
 from bulkfm.cli import main
 from bulkfm.train import loop
+from bulkfm.train.choose import _candidate_dir, regularisation_name
 from bulkfm.train.config import load_config
 from bulkfm.train.run import train
 
@@ -86,11 +87,15 @@ def test_resume_equals_uninterrupted(tcga_small, tiny_config: Path, tmp_path: Pa
     train(str(matrix), tmp_path / "straight", tcfg, labels=str(labels), progress=False)
 
     out = tmp_path / "interrupted"
-    # stops in stage 1's first candidate (training mask 0.15) at step 3, then, after the
-    # three candidates' 3 x 6 steps (ae_mask_choices), in stage 2 at step 2
-    for stop_after in (3, 17):
+    # stops after n checks, at the next step: in stage 1's first candidate (training mask 0.15)
+    # at step 4; then, after the mask candidates' other 2 + 6 + 6 steps (ae_mask_choices), in
+    # the first regularisation candidate (dropout 0.3) at its step 5; then, after its last step
+    # and the second one's 6 steps, in stage 2 at step 2
+    for stop_after, where in ((3, r"ae step 4; checkpoint \S*/ae_mask_0\.15/"),
+                              (18, r"ae step 5; checkpoint \S*/ae_mask_[\d.]+_dropout_0\.3/"),
+                              (8, r"model step 2; .* Rerun the same command")):
         monkeypatch.setattr("bulkfm.train.run.StopFlag", lambda n=stop_after: _StopAfter(n))
-        with pytest.raises(loop.Preempted, match="Rerun the same command"):
+        with pytest.raises(loop.Preempted, match=where):
             train(str(matrix), out, tcfg, labels=str(labels), progress=False)
     monkeypatch.setattr("bulkfm.train.run.StopFlag", loop.StopFlag)
     assert (out / "checkpoints" / "model" / "step-00000002" / "manifest.json").exists()
@@ -106,6 +111,18 @@ def test_resume_equals_uninterrupted(tcga_small, tiny_config: Path, tmp_path: Pa
         "ae_mask_fraction"]
     assert choice["chosen"] == min(choice["candidates"],
                                    key=lambda f: choice["validation_masked_mse"][f"{f:g}"])
+    # then the regularisation, at the chosen mask: the best by validation is DIR/ae
+    reg = json.loads((out / "choices.json").read_text())["ae_regularisation"]
+    scores = reg["validation_masked_mse"]
+    assert [regularisation_name(r) for r in reg["candidates"]] == list(scores) == [
+        "own", "dropout_0.3", "weight_decay_1"] and reg["mask_fraction"] == choice["chosen"]
+    assert regularisation_name(reg["chosen"]) == min(scores, key=scores.get)
+    best = _candidate_dir(out, choice["chosen"], reg["chosen"]) / "ae"
+    assert all(torch.equal(v, _weights(out / "ae")[k]) for k, v in _weights(best).items())
+    dropped = _candidate_dir(out, choice["chosen"], {"dropout": 0.3}) / "ae"
+    assert json.loads((dropped / "config.json").read_text())["model"]["dropout"] == 0.3
+    own = _weights(_candidate_dir(out, choice["chosen"]) / "ae")
+    assert not all(torch.equal(v, own[k]) for k, v in _weights(dropped).items())
     m1 = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     m2 = pd.read_csv(out / "metrics.csv")
     assert np.allclose(m1["loss"], m2["loss"])  # same batches, masks and losses

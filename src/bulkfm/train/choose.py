@@ -1,15 +1,18 @@
 """Settings ``bulkfm train`` chooses from the matrix: training and validation samples only.
 
-Stage 1's corruption level. The autoencoder is a denoising AE: the fraction of genes masked in
-its *training* input is its regulariser, and which level suits a matrix depends on how many
-samples it has and how alike they are (a few hundred TCGA samples of six cohorts vs 69 people
-of one cell type). So with ``ae_mask_choices`` of two or more values, stage 1 is trained once
-per value (same initial weights, same batches, early stopping as usual) in
-``DIR/choices/ae_mask_<f>/``, and the candidate whose reconstruction of *masked* genes of the
-validation samples is best (fixed masks at the run's ``mask_fraction``, the quantity the model
-is scored on) becomes stage 1's result (``DIR/ae``). ``DIR/choices.json`` holds every
-candidate's validation figure and the choice; the log says ``chose ...``. The test split is
-never read. ``--init`` keeps the pretrained AE's training, so no choice is made there.
+Stage 1's corruption level and regularisation. The autoencoder is a denoising AE: the fraction
+of genes masked in its *training* input is its main regulariser, and which level suits a matrix
+depends on how many samples it has and how alike they are (a few hundred TCGA samples of six
+cohorts vs 69 people of one cell type). So with ``ae_mask_choices`` of two or more values,
+stage 1 is trained once per value (same initial weights, same batches, early stopping as usual)
+in ``DIR/choices/ae_mask_<f>/``; then, at the chosen mask, once per ``ae_regularisation_choices``
+entry (AE dropout and/or weight decay; ``{}`` = the run's own settings, i.e. the mask winner) in
+``DIR/choices/ae_mask_<f>_<entry>/``. Each time the candidate whose reconstruction of *masked*
+genes of the validation samples is best (fixed masks at the run's ``mask_fraction``, the
+quantity the model is scored on) wins, and the last winner becomes stage 1's result
+(``DIR/ae``). ``DIR/choices.json`` holds every candidate's validation figure and both choices;
+the log says ``chose ...``. The test split is never read. ``--init`` keeps the pretrained AE's
+training, so no choice is made there. Measured: docs/model.md section 6.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import csv
 import json
 import logging
 import shutil
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +49,14 @@ def masked_ae_loss(module: nn.Module, x: torch.Tensor, mask: torch.Tensor, x_in:
     return F.mse_loss(recon.float()[keep], x[keep])
 
 
-def _candidate_dir(out: Path, fraction: float) -> Path:
-    return out / "choices" / f"ae_mask_{fraction:g}"
+def regularisation_name(reg: dict[str, float]) -> str:
+    """``{}`` -> "own", ``{"dropout": 0.3}`` -> "dropout_0.3" (a folder and a JSON key)."""
+    return "+".join(f"{k}_{v:g}" for k, v in sorted(reg.items())) or "own"
+
+
+def _candidate_dir(out: Path, fraction: float, reg: dict[str, float] | None = None) -> Path:
+    suffix = f"_{regularisation_name(reg)}" if reg else ""
+    return out / "choices" / f"ae_mask_{fraction:g}{suffix}"
 
 
 def _copy_metrics(src: Path, metrics: MetricsLog) -> None:
@@ -58,60 +69,100 @@ def _copy_metrics(src: Path, metrics: MetricsLog) -> None:
             metrics.write(**row)
 
 
-def choose_ae_mask(stage: Stage, prep, tcfg, out: Path, d, stop, metrics: MetricsLog,
-                   bf16: bool, progress: bool) -> float | None:
-    """Train stage 1 once per ``tcfg.ae_mask_choices`` value and keep the best by validation
-    (module 'choose' docstring); returns the chosen fraction, or None when no choice is made
-    (fewer than 2 values, no validation samples, ``--init``, or stage 1 already finished)."""
-    values = sorted({float(v) for v in tcfg.ae_mask_choices})
-    done = out / CHOICES
-    if done.exists() and is_complete(out / stage.name):
-        chosen = json.loads(done.read_text()).get("ae_mask_fraction")
-        return None if chosen is None else float(chosen["chosen"])
-    if len(values) < 2 or len(prep.val_rows) == 0 or prep.init is not None \
-            or is_complete(out / stage.name):
-        return None
-    start = copy.deepcopy(stage.module.state_dict())  # every candidate from the same weights
-    scores: dict[str, float] = {}
-    for f in values:
-        stage.module.load_state_dict(start)
-        where = _candidate_dir(out, f)
-        if d.main:
-            where.mkdir(parents=True, exist_ok=True)
-        cand = Stage(stage.name, stage.kind, stage.module, stage.model_cfg, stage.cfg,
-                     stage.loss, mask_fraction=f)
-        module = run_stage(cand, prep.data, prep.train_rows, prep.val_rows, tcfg, where, d,
-                           prep.genes, stop, MetricsLog(where / "metrics.csv", d.main), bf16,
-                           progress=progress)
-        scores[f"{f:g}"] = validation_loss(
-            module, lambda m, x, k, xi: masked_ae_loss(m, x, k, xi, stage.model_cfg.mask_value),
-            prep.data, prep.val_rows, tcfg, stage.cfg.batch_size, d.device, bf16,
-            stage.model_cfg.mask_value)
-    best = min(values, key=lambda v: (scores[f"{v:g}"], v))  # ties: the lighter corruption
-    log.info("ae: chose training mask fraction %g of %s (validation masked-gene MSE %s, fixed "
-             "%g masks)", best, values, {k: round(v, 4) for k, v in scores.items()},
-             tcfg.mask_fraction)
-    if d.main:  # the record first: a rerun after a stop in between copies again
-        record = {"ae_mask_fraction": {
-            "chosen": best, "candidates": values, "validation_masked_mse": scores,
+def _set_dropout(module: nn.Module, p: float) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+
+
+def _train_candidate(stage: Stage, prep, tcfg, d, stop, bf16: bool, progress: bool,
+                     start: dict, where: Path, fraction: float, reg: dict[str, float]) -> float:
+    """Stage 1 from ``start`` at training mask ``fraction`` with ``reg`` (dropout / weight
+    decay overrides) in ``where`` (skipped when finished there); its validation masked MSE."""
+    stage.module.load_state_dict(start)
+    cfg = replace(stage.model_cfg, dropout=reg.get("dropout", stage.model_cfg.dropout))
+    _set_dropout(stage.module, cfg.dropout)
+    if d.main:
+        where.mkdir(parents=True, exist_ok=True)
+    cand = Stage(stage.name, stage.kind, stage.module, cfg, stage.cfg, stage.loss,
+                 mask_fraction=fraction)
+    module = run_stage(cand, prep.data, prep.train_rows, prep.val_rows,
+                       replace(tcfg, weight_decay=reg.get("weight_decay", tcfg.weight_decay)),
+                       where, d, prep.genes, stop, MetricsLog(where / "metrics.csv", d.main),
+                       bf16, progress=progress)
+    score = validation_loss(
+        module, lambda m, x, k, xi: masked_ae_loss(m, x, k, xi, cfg.mask_value),
+        prep.data, prep.val_rows, tcfg, stage.cfg.batch_size, d.device, bf16, cfg.mask_value)
+    _set_dropout(stage.module, stage.model_cfg.dropout)
+    return score
+
+
+def _record(chosen, candidates: list, scores: dict[str, float], tcfg, prep, **extra) -> dict:
+    return {"chosen": chosen, "candidates": candidates, "validation_masked_mse": scores,
             "criterion": f"masked-gene MSE of the AE on the validation split, fixed "
                          f"{tcfg.mask_fraction:g} masks",
-            "n_val_samples": int(len(prep.val_rows))}}
+            "n_val_samples": int(len(prep.val_rows)), **extra}
+
+
+def choose_ae_stage(stage: Stage, prep, tcfg, out: Path, d, stop, metrics: MetricsLog,
+                    bf16: bool, progress: bool) -> dict | None:
+    """Stage 1 trained once per ``ae_mask_choices`` value, then once per
+    ``ae_regularisation_choices`` entry at the chosen mask; the best by validation becomes
+    ``DIR/ae`` (module docstring). Returns the choices.json record, or None when no choice is
+    made (fewer than 2 candidates, no validation samples, ``--init``)."""
+    masks = sorted({float(v) for v in tcfg.ae_mask_choices})
+    regs = tcfg.ae_regularisations()
+    done = out / CHOICES
+    if is_complete(out / stage.name):
+        return json.loads(done.read_text()) if done.exists() else None
+    if (len(masks) < 2 and len(regs) < 2) or len(prep.val_rows) == 0 or prep.init is not None:
+        return None
+    start = copy.deepcopy(stage.module.state_dict())  # every candidate from the same weights
+    train = partial(_train_candidate, stage, prep, tcfg, d, stop, bf16, progress, start)
+    record: dict = {}
+    fraction, reg = tcfg.mask_fraction, {}
+    if len(masks) >= 2:
+        scores = {f"{f:g}": train(_candidate_dir(out, f), f, {}) for f in masks}
+        fraction = min(masks, key=lambda v: (scores[f"{v:g}"], v))  # ties: lighter corruption
+        record["ae_mask_fraction"] = _record(fraction, masks, scores, tcfg, prep)
+        log.info("ae: chose training mask fraction %g of %s (validation masked-gene MSE %s, "
+                 "fixed %g masks)", fraction, masks, _rounded(scores), tcfg.mask_fraction)
+    if len(regs) >= 2:
+        scores = {regularisation_name(r): train(_candidate_dir(out, fraction, r), fraction, r)
+                  for r in regs}
+        reg = min(regs, key=lambda r: (scores[regularisation_name(r)], regs.index(r)))
+        record["ae_regularisation"] = _record(reg, regs, scores, tcfg, prep,
+                                              mask_fraction=fraction)
+        log.info("ae: chose regularisation %s of %s at mask %g (validation masked-gene MSE %s)",
+                 regularisation_name(reg), [regularisation_name(r) for r in regs], fraction,
+                 _rounded(scores))
+    best = _candidate_dir(out, fraction, reg)
+    if d.main:  # the record first: a rerun after a stop in between copies again
         write_text_atomic(done, json.dumps(record, indent=2) + "\n")
-        _copy_metrics(_candidate_dir(out, best) / "metrics.csv", metrics)
+        _copy_metrics(best / "metrics.csv", metrics)
         with atomic_path(out / stage.name) as tmp:
-            shutil.copytree(_candidate_dir(out, best) / stage.name, tmp)
+            shutil.copytree(best / stage.name, tmp)
     d.barrier()
-    return best
+    return record
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in scores.items()}
 
 
 # --------------------------------------------------------------------------- sample embedding
 # Candidate block weights of the sample embedding (bulkfm.model.sample_embedding), in order of
-# preference for ties; the first is the one used when no labels are given.
+# preference for ties; the first is the one used when no labels are given. Every non-empty
+# subset of the blocks is a candidate, each block alone included, so the chosen union is never
+# kept when one of its own parts scores clearly better on the training + validation samples.
 EMBEDDING_CANDIDATES: tuple[dict[str, float], ...] = (
     {"pca": 1.0, "ae": 1.0, "pooled": 0.0},
     {"pca": 1.0, "ae": 0.0, "pooled": 1.0},
     {"pca": 1.0, "ae": 1.0, "pooled": 1.0},
+    {"pca": 0.0, "ae": 1.0, "pooled": 1.0},
+    {"pca": 1.0, "ae": 0.0, "pooled": 0.0},
+    {"pca": 0.0, "ae": 1.0, "pooled": 0.0},
+    {"pca": 0.0, "ae": 0.0, "pooled": 1.0},
 )
 # Another candidate replaces the first only when its grouped CV gets at least this many more
 # samples right: a one-sample difference is noise at a few dozen labelled samples.
@@ -154,8 +205,6 @@ def fit_sample_embedding(model, readout, data, train_rows: np.ndarray, val_rows:
     parts = _blocks(model, readout, data, rows, batch_size, device)
     available = [c for c in EMBEDDING_CANDIDATES
                  if all(parts[b] is not None for b, w in c.items() if w > 0)]
-    if not available:  # a model without an AE or a readout without PCA: pooled hidden only
-        available = [{"pooled": 1.0}]
     train_parts = {b: x[is_train] if x is not None else None for b, x in parts.items()}
     weights, report = _choose_weights(available, parts, train_parts,
                                       _labelled(labels, [str(data.samples[i]) for i in rows],

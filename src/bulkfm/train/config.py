@@ -64,6 +64,27 @@ def _model_for(size: str, given: Mapping[str, Any]) -> ModelSpec:
         raise ValueError(f"train.model: {exc} (size {size})") from None
 
 
+AE_REGULARISERS = ("dropout", "weight_decay")
+
+
+def _regularisations(entries: Any) -> tuple[tuple[tuple[str, float], ...], ...]:
+    """``ae_regularisation_choices`` from YAML/JSON (a list of mappings) or the frozen form,
+    as a tuple of sorted (key, value) pairs; a bad key or value is an error naming it."""
+    out = []
+    for entry in entries or ():
+        pairs = dict(entry.items() if isinstance(entry, Mapping) else entry)
+        bad = sorted(set(pairs) - set(AE_REGULARISERS))
+        if bad:
+            raise ValueError(f"ae_regularisation_choices: unknown key(s) {bad}; each entry may "
+                             f"set {' and/or '.join(AE_REGULARISERS)}")
+        pairs = {k: float(v) for k, v in pairs.items()}
+        if not 0 <= pairs.get("dropout", 0.0) < 1 or pairs.get("weight_decay", 0.0) < 0:
+            raise ValueError(f"ae_regularisation_choices: {pairs}: dropout must be in [0, 1) "
+                             "and weight_decay >= 0")
+        out.append(tuple(sorted(pairs.items())))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -85,6 +106,11 @@ class TrainConfig:
     # validation samples' masked-gene MSE (bulkfm.train.choose); fewer than 2 values = no
     # choice, stage 1 trains at mask_fraction.
     ae_mask_choices: tuple[float, ...] = (0.15, 0.3, 0.5)
+    # Then stage 1's regularisation, chosen the same way at the chosen mask: each entry
+    # overrides the run's own AE dropout (model.dropout) and/or weight_decay ({} = the run's
+    # own settings); fewer than 2 entries = no choice. YAML: [{}, {dropout: 0.3}, ...].
+    ae_regularisation_choices: tuple[tuple[tuple[str, float], ...], ...] = (
+        (), (("dropout", 0.3),), (("weight_decay", 1.0),))
     # Stage 2: extra fraction of the observed genes hidden from the frozen AE context (training
     # only), to make the AE err on train samples as on unseen ones. Off: no gain on TCGA.
     context_extra_mask: float = 0.0
@@ -128,6 +154,8 @@ class TrainConfig:
                 k for k in ModelSpec.keys() if getattr(self.model, k) != getattr(default, k)))
         # YAML/JSON give a list; a tuple keeps the frozen config unchangeable
         object.__setattr__(self, "ae_mask_choices", tuple(float(v) for v in self.ae_mask_choices))
+        object.__setattr__(self, "ae_regularisation_choices",
+                           _regularisations(self.ae_regularisation_choices))
         self._check()
         given = self.given_model()
         for size in _AUTO_SIZES if self.size == "auto" else (self.size,):
@@ -163,9 +191,14 @@ class TrainConfig:
         return ModelConfig(**{**spec, **data}, n_genes=n_genes, esm2_dim=esm2_dim,
                            seed=self.seed)
 
+    def ae_regularisations(self) -> list[dict[str, float]]:
+        """``ae_regularisation_choices`` as mappings ({} = the run's own settings)."""
+        return [dict(c) for c in self.ae_regularisation_choices]
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         del d["model_set"]
+        d["ae_regularisation_choices"] = self.ae_regularisations()
         return d
 
     def _check(self) -> None:

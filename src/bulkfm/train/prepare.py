@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 _FINGERPRINT = ("model", "max_genes", "esm2", "graph", "graph_top_k", "graph_min_pcc",
                 "val_fraction", "test_fraction", "mask_fraction", "context_extra_mask", "seed",
                 "weight_decay", "warmup_steps", "grad_clip", "joint_context", "init",
-                "gene_table", "ae_mask_choices")
+                "gene_table", "ae_mask_choices", "ae_regularisation_choices")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from bulkfm.model.autoencoder import Autoencoder
 from bulkfm.model.bulkformer import BulkFormer
 from bulkfm.model.config import ModelConfig
 from bulkfm.train import ddp
-from bulkfm.train.choose import CHOICES, choose_ae_mask, fit_sample_embedding
+from bulkfm.train.choose import CHOICES, choose_ae_stage, fit_sample_embedding
 from bulkfm.train.config import TrainConfig
 from bulkfm.train.loop import MetricsLog, Stage, StopFlag, ae_loss, masked_loss, run_stage
 from bulkfm.train.plots import plot_training_curves
@@ -66,7 +66,7 @@ def train(matrix: str, out: str | Path, tcfg: TrainConfig, *, labels: str | None
         with StopFlag() as stop:
             stage1 = Stage("ae", "autoencoder", ae, cfg, tcfg.ae,
                            partial(ae_loss, mask_value=cfg.mask_value))
-            choose_ae_mask(stage1, prep, tcfg, out, d, stop, metrics, bf16, progress)
+            choose_ae_stage(stage1, prep, tcfg, out, d, stop, metrics, bf16, progress)
             ae = run_stage(stage1, prep.data, prep.train_rows, prep.val_rows, tcfg, out, d,
                            prep.genes, stop, metrics, bf16, progress=progress)
             if model.ae is not None:
