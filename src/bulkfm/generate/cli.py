@@ -62,7 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--matrix", required=True)
     e.add_argument("--metadata", required=True)
     e.add_argument("-o", "--output", help="report directory (default MODEL/evaluate)")
-    e.add_argument("--gen-per-sample", type=int, default=20)
+    e.add_argument("--gen-per-sample", type=int, default=20,
+                   help="generated profiles per held-out sample (at least 2)")
+    e.add_argument("--min-profiles", type=int, default=5000,
+                   help="generated profiles per held-out condition at least, for its mean")
     e.add_argument("--min-samples", type=int, default=3, help="real samples per condition")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = default)")
@@ -133,7 +136,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _threads(args.threads)
     with _user_errors():
         r = evaluate_generator(args.model, args.matrix, args.metadata, out=args.output,
-                               gen_per_sample=args.gen_per_sample, min_samples=args.min_samples,
+                               gen_per_sample=args.gen_per_sample,
+                               min_profiles=args.min_profiles, min_samples=args.min_samples,
                                seed=args.seed, plots=not args.no_plots)
     for name in ("seen", "unseen"):
         s = r.get(name)
