@@ -309,3 +309,17 @@ def test_rf_auc_folds_by_group() -> None:
     assert rf_auc(real, fake + 1.5, 0, groups) > 0.9
     with pytest.raises(ValueError):
         rf_auc(real, fake[:10], 0, groups)
+
+
+def test_profiles_per_condition_within_budget() -> None:
+    from bulkfm.generate.evaluate import _rounds
+
+    sizes = {"a": 7, "b": 40, "small": 2}
+    r = _rounds(sizes, 20, 5000, 3, 10**6)
+    assert r["a"] * 7 >= 5000 and r["b"] * 40 >= 5000 and r["small"] == 2
+    r = _rounds(sizes, 20, 5000, 3, 4000)  # the budget binds: the extra shrinks to fit
+    assert 20 < r["a"] and 20 < r["b"] and r["a"] * 7 + r["b"] * 40 <= 4000 + 47
+    r = _rounds(sizes, 20, 5000, 3, 500)  # below 20 per sample: never fewer than that
+    assert r["a"] == 20 and r["b"] == 20
+    r = _rounds({f"c{i}": 3 for i in range(100)}, 20, 5000, 3, 100_000)
+    assert sum(v * 3 for v in r.values()) <= 100_000 + 300 and min(r.values()) >= 20

@@ -50,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("-o", "--output", required=True, help="OUT.parquet")
     g.set_defaults(func=run_generate)
 
+    _register_evaluate(subparsers)
+
+
+def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser(
         "evaluate-generator", help="held-out conditions vs train-mean/additive baselines, "
                                    "realism, disentanglement; last line JSON",
@@ -62,10 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--matrix", required=True)
     e.add_argument("--metadata", required=True)
     e.add_argument("-o", "--output", help="report directory (default MODEL/evaluate)")
-    e.add_argument("--gen-per-sample", type=int, default=20,
-                   help="generated profiles per held-out sample (at least 2)")
-    e.add_argument("--min-profiles", type=int, default=5000,
-                   help="generated profiles per held-out condition at least, for its mean")
+    for flag, default, what in (
+            ("--gen-per-sample", 20, "per held-out sample (at least 2)"),
+            ("--min-profiles", 5000, "per held-out condition at least, for its mean"),
+            ("--max-profiles", 300_000, "in all at most (never under --gen-per-sample each)")):
+        e.add_argument(flag, type=int, default=default, help=f"generated profiles {what}")
     e.add_argument("--min-samples", type=int, default=3, help="real samples per condition")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = default)")
@@ -137,7 +142,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     with _user_errors():
         r = evaluate_generator(args.model, args.matrix, args.metadata, out=args.output,
                                gen_per_sample=args.gen_per_sample,
-                               min_profiles=args.min_profiles, min_samples=args.min_samples,
+                               min_profiles=args.min_profiles, max_profiles=args.max_profiles,
+                               min_samples=args.min_samples,
                                seed=args.seed, plots=not args.no_plots)
     for name in ("seen", "unseen"):
         s = r.get(name)

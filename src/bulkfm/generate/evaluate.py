@@ -228,12 +228,27 @@ def _train_stats(data: Any, train: list[str], pos: dict[str, int], keys: pd.Seri
     return st
 
 
+def _rounds(sizes: dict[str, int], per_sample: int, per_condition: int, min_n: int,
+            budget: int) -> dict[str, int]:
+    """Generated profiles per held-out sample, per condition key (sizes: its real samples).
+    Conditions scored (>= min_n real) get per_sample each and at least per_condition in all;
+    the part above per_sample shrinks to fit ``budget`` profiles in total. Others get the 2
+    the realism metrics use."""
+    want = {k: max(per_sample * n, per_condition) for k, n in sizes.items() if n >= min_n}
+    base = sum(per_sample * sizes[k] for k in want)
+    extra = sum(want.values()) - base
+    scale = min(1.0, max(budget - base, 0) / extra) if extra else 1.0
+    return {k: (max(2, -(-int(per_sample * n + scale * (want[k] - per_sample * n)) // n))
+                if k in want else 2) for k, n in sizes.items()}
+
+
 def _generate_held(model: Generator, data: Any, held: list[str], pos: dict[str, int],
                    meta: pd.DataFrame, table: pd.DataFrame, ok: np.ndarray, keys: pd.Series,
-                   draws: tuple[int, int], batch: int, seed: int) -> _Held:
-    """Real held-out profiles and generated ones, each with its held-out sample's codes:
-    draws = (per sample, per condition at least). Two per sample are kept for the realism
-    metrics; the rest only as per-condition sums, so memory is O(samples x genes)."""
+                   draws: tuple[int, int, int, int], batch: int, seed: int) -> _Held:
+    """Real held-out profiles and generated ones, each with its held-out sample's codes;
+    draws = (per sample, per condition, min real samples, budget) for _rounds. Two per sample
+    are kept for the realism metrics; the rest only as per-condition sums, so memory is
+    O(samples x genes)."""
     real = np.concatenate([x for _, x in iter_row_batches(data, batch,
                                                           np.array([pos[s] for s in held]))])
     hok = ok[[meta.index.get_loc(s) for s in held]]
@@ -244,14 +259,16 @@ def _generate_held(model: Generator, data: Any, held: list[str], pos: dict[str, 
     codes = _codes(model, htab.loc[hok])
     gen = torch.Generator().manual_seed(seed)
     h.fake = np.stack([model.sample(codes, gen).numpy() for _ in range(2)], 1)
-    for k in sorted(set(h.keys)):
+    sizes = {k: int((h.keys == k).sum()) for k in sorted(set(h.keys))}
+    per = _rounds(sizes, *draws)
+    for k in sizes:
         rows = torch.from_numpy(np.nonzero(h.keys == k)[0])
         sub = {f: v[rows] for f, v in codes.items()}
         x = h.fake[rows.numpy()].reshape(-1, real.shape[1]).astype(np.float64)
         acc = [x.sum(0), (x ** 2).sum(0), len(x)]
         # Weak effects (sex in LCLs) need many profiles for a condition mean that is the
         # model's and not the draw's: 20 per sample moved the seen r by up to 0.12.
-        for _ in range(max(draws[0], -(-draws[1] // len(rows))) - 2):
+        for _ in range(per[k] - 2):
             x = model.sample(sub, gen).numpy().astype(np.float64)
             acc = [acc[0] + x.sum(0), acc[1] + (x ** 2).sum(0), acc[2] + len(x)]
         h.gen[k] = (acc[0], acc[1], acc[2])
@@ -384,7 +401,8 @@ def _realism(h: _Held, st: _TrainStats, full: pd.Series, group: dict[str, str], 
 
 def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.PathLike[str],
                        metadata_path: str | os.PathLike[str], *, out: str | None = None,
-                       gen_per_sample: int = 20, min_profiles: int = 5000, min_samples: int = 3,
+                       gen_per_sample: int = 20, min_profiles: int = 5000,
+                       max_profiles: int = 300_000, min_samples: int = 3,
                        max_reference: int = 2000,
                        max_samples: int = 2000, seed: int = 0, batch: int = 256,
                        plots: bool = True) -> dict[str, Any]:
@@ -407,7 +425,7 @@ def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.
         pd.Series("all", index=table.index)
     st = _train_stats(data, train, pos, keys, table, cond, max_reference, batch, rng)
     h = _generate_held(model, data, held, pos, meta, table, ok, keys,
-                       (gen_per_sample, min_profiles), batch, seed)
+                       (gen_per_sample, min_profiles, min_samples, max_profiles), batch, seed)
     h.groups = np.array([groups[s] for s in held])
     per = [_condition_record(k, h.keys == k, h, st, cond, table, train)
            for k in sorted(set(h.keys)) if (h.keys == k).sum() >= min_samples]
