@@ -244,7 +244,8 @@ def _rounds(sizes: dict[str, int], per_sample: int, per_condition: int, min_n: i
 
 def _generate_held(model: Generator, data: Any, held: list[str], pos: dict[str, int],
                    meta: pd.DataFrame, table: pd.DataFrame, ok: np.ndarray, keys: pd.Series,
-                   draws: tuple[int, int, int, int], batch: int, seed: int) -> _Held:
+                   groups: dict[str, str], draws: tuple[int, int, int, int], batch: int,
+                   seed: int) -> _Held:
     """Real held-out profiles and generated ones, each with its held-out sample's codes;
     draws = (per sample, per condition, min real samples, budget) for _rounds. Two per sample
     are kept for the realism metrics; the rest only as per-condition sums, so memory is
@@ -253,12 +254,11 @@ def _generate_held(model: Generator, data: Any, held: list[str], pos: dict[str, 
                                                           np.array([pos[s] for s in held]))])
     hok = ok[[meta.index.get_loc(s) for s in held]]
     htab = table.loc[held]
-    h = _Held(held, real, htab, hok, np.zeros((0, 2, real.shape[1]), np.float32),
-              np.array([]), np.array([]))
-    h.keys = keys.loc[h.ids_ok].to_numpy()
     codes = _codes(model, htab.loc[hok])
     gen = torch.Generator().manual_seed(seed)
-    h.fake = np.stack([model.sample(codes, gen).numpy() for _ in range(2)], 1)
+    fake = np.stack([model.sample(codes, gen).numpy() for _ in range(2)], 1)
+    h = _Held(held, real, htab, hok, fake, keys.loc[htab.index[hok]].to_numpy(),
+              np.array([groups[s] for s in held]))
     sizes = {k: int((h.keys == k).sum()) for k in sorted(set(h.keys))}
     per = _rounds(sizes, *draws)
     for k in sizes:
@@ -424,9 +424,8 @@ def evaluate_generator(model_dir: str | os.PathLike[str], matrix_path: str | os.
     keys = table.apply(lambda r: condition_key(r, cond), axis=1) if cond else \
         pd.Series("all", index=table.index)
     st = _train_stats(data, train, pos, keys, table, cond, max_reference, batch, rng)
-    h = _generate_held(model, data, held, pos, meta, table, ok, keys,
+    h = _generate_held(model, data, held, pos, meta, table, ok, keys, groups,
                        (gen_per_sample, min_profiles, min_samples, max_profiles), batch, seed)
-    h.groups = np.array([groups[s] for s in held])
     per = [_condition_record(k, h.keys == k, h, st, cond, table, train)
            for k in sorted(set(h.keys)) if (h.keys == k).sum() >= min_samples]
     full = table.apply(lambda r: condition_key(r, list(model.vocab.fields)), axis=1)

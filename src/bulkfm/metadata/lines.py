@@ -151,7 +151,8 @@ class CellLineRecords:
         cuts |= {i for i in range(1, len(name)) if name[i - 1].isdigit() and name[i].isalpha()}  # 'MDA-MB-231|br'
         for cut in sorted(cuts, reverse=True):
             ids = [i for i in self.index.compact_lookup.get(compact(name[:cut]), []) if i != line]
-            ids = [self.established(ids)] if len(ids) > 1 and self.established(ids) else ids  # 'PC3': PC-3
+            best = self.established(ids) if len(ids) > 1 else None
+            ids = [best] if best else ids  # 'PC3': PC-3
             # a sibling variant ('HCT 116 TP53(-/-)' for '(+/-)') has no record of its own: go on
             if len(compact(name[:cut])) >= 3 and len(ids) == 1 and (self.efo_term(ids[0]) or self._tabled(ids[0])):
                 return ids[0]

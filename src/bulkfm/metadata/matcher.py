@@ -137,10 +137,6 @@ class Matcher:
                 words[i], changed = best[0], True
         return " ".join(words) if changed else None
 
-    def vocabulary(self, field: str) -> set[str]:
-        """Every word of the field's labels, synonyms and lexicon (normalised)."""
-        return self._vocabulary(field)[0]
-
     def cell_or_tissue_word(self, name: str) -> bool:
         """A one-word name of letters that is a word of the cell-type or tissue vocabulary
         ('Beta', 'Alpha'): a line named so is not taken from free text or another key's value."""
@@ -148,7 +144,8 @@ class Matcher:
         if not word.isalpha():
             return False
         if "cell_tissue_words" not in self._shared:
-            self._shared["cell_tissue_words"] = self.vocabulary("cell_type") | self.vocabulary("tissue")
+            self._shared["cell_tissue_words"] = (self._vocabulary("cell_type")[0]
+                                                 | self._vocabulary("tissue")[0])
         return word in self._shared["cell_tissue_words"]
 
     def _vocabulary(self, field: str) -> tuple[set[str], dict[tuple[str, int], list[str]]]:
