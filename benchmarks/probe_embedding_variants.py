@@ -2,12 +2,16 @@
 benchmarks/train_datasets.py:
 
     python benchmarks/probe_embedding_variants.py WORKDIR [--datasets tcga6 rnasum pickrell]
+        [--seeds 0 1 2]     # any WORKDIR/<dataset>/default_s<seed> of train_datasets.py,
+                            # e.g. --datasets single_KICH single_UVM for its --runs single
 
 Blocks: the model's PCA (fitted on its training split), AE latent, pooled hidden states.
 Variants: each block alone, the unions, ``mix`` = PCA-50 of the blocks standardised with
-training-split statistics and scaled by 1/sqrt(dim) (bulkfm.model.sample_embedding), and
-PCA-50 of raw log1p. Scores: held-out (fit on train, score on test) and val (fit on train,
-score on val: what a choice on the validation split could see)."""
+training-split statistics and scaled by 1/sqrt(dim) (bulkfm.model.sample_embedding),
+``pca|aeK`` = the PCA block beside the AE latent reduced to its first K principal components
+(fitted on the training split), and PCA-50 of raw log1p. Scores: held-out (fit on train,
+score on test), val (fit on train, score on val) and cv (grouped 5-fold CV over the labelled
+train + val samples, mean of 3 partitions: what bulkfm train's chooser can see)."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +22,7 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from bulkfm.evaluate.probes import probe_split
+from bulkfm.evaluate.probes import probe_cv, probe_split
 from bulkfm.evaluate.run import read_labels
 from bulkfm.matrix.store import open_matrix
 from bulkfm.model.checkpoint import load
@@ -35,6 +39,9 @@ def variants(parts: dict[str, np.ndarray], tr: np.ndarray) -> dict[str, np.ndarr
     p, z, h = parts["pca"], parts["ae"], parts["pooled"]
     out = {"pca": p, "ae": z, "pooled": h, "pca|ae": np.hstack([p, z]),
            "pca|pooled": np.hstack([p, h]), "pca|ae|pooled": np.hstack([p, z, h])}
+    for k in (10, 25, 50):
+        k_ = min(k, int(tr.sum()) - 1, z.shape[1])
+        out[f"pca|ae{k}"] = np.hstack([p, PCA(k_, random_state=0).fit(z[tr]).transform(z)])
     for w in ((1, 1, 1), (1, 1, 0), (1, 0, 1)):
         cat = np.hstack([wi * std(parts[b]) for wi, b in zip(w, ("pca", "ae", "pooled"))
                          if wi])
@@ -65,12 +72,15 @@ def one_run(d: Path, matrix: Path, labels: Path) -> list[dict]:
     res = []
     feats = variants(parts, tr)
     feats["pca_raw"] = parts["raw"]
+    tv = tr | va
     for k, x in feats.items():
         pca = 50 if k == "pca_raw" else None
         res.append({"run": d.name, "feat": k,
                     "held": probe_split(x, y, tr, te, 0, pca, groups=g)["accuracy"],
                     "val": probe_split(x, y, tr, va, 0, pca, groups=g)["accuracy"]
-                    if va.any() else np.nan})
+                    if va.any() else np.nan,
+                    "cv": np.mean([probe_cv(x[tv], y[tv], g[tv], 5, r, pca)["accuracy"]
+                                   for r in range(3)]) if len(set(y[tv])) > 1 else np.nan})
     return res
 
 
@@ -80,20 +90,23 @@ def main() -> None:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--datasets", nargs="+", default=["tcga6", "rnasum", "pickrell"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, help="TSV of every run x variant")
     args = ap.parse_args()
     torch.set_num_threads(1)
     w = args.workdir
-    mats = {"tcga6": DATA / TCGA6, "rnasum": w / "rnasum.parquet",
-            "pickrell": w / "pickrell.parquet"}
     rows = []
     for ds in args.datasets:
+        matrix = DATA / TCGA6 if ds == "tcga6" else w / f"{ds}.parquet"
         for s in args.seeds:
             d = w / ds / f"default_s{s}"
             if (d / "summary.json").exists():
-                rows += [{"dataset": ds, **r} for r in one_run(d, mats[ds],
-                                                                w / f"{ds}_labels.tsv")]
+                rows += [{"dataset": ds, "seed": s, **r}
+                         for r in one_run(d, matrix, w / f"{ds}_labels.tsv")]
     df = pd.DataFrame(rows)
-    print(df.groupby(["dataset", "feat"])[["held", "val"]].agg(["mean", "std"]).round(4)
+    if args.out:
+        df.to_csv(args.out, sep="\t", index=False)
+    pd.set_option("display.width", 200)
+    print(df.groupby(["dataset", "feat"])[["held", "val", "cv"]].agg(["mean", "std"]).round(4)
           .to_string())
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bulkfm.model.sample_embedding import SampleEmbedding, standardiser
-from bulkfm.train.choose import EMBEDDING_CANDIDATES, SWITCH_MARGIN, _choose_weights
+from bulkfm.model.sample_embedding import SampleEmbedding, fit_embedding
+from bulkfm.train.choose import (CV_REPEATS, EMBEDDING_CANDIDATES, SWITCH_MARGIN,
+                                 _choose_weights)
 from bulkfm.train.config import TrainConfig, from_dict
 
 
@@ -31,6 +32,10 @@ def test_blocks_chosen_by_grouped_cv_keep_the_default_unless_clearly_better(sign
                                       (y.astype(object), np.arange(80).astype(object)), 0)
     assert weights == expected, report
     assert len(report["cv_accuracy"]) == len(EMBEDDING_CANDIDATES)
+    # the score is the mean over several fold partitions, each on its own shuffled folds
+    runs = np.array(report["cv_accuracy_per_partition"])
+    assert runs.shape == (len(EMBEDDING_CANDIDATES), CV_REPEATS)
+    assert np.allclose(runs.mean(1), report["cv_accuracy"], atol=1e-3)
     # no labels: the default, and the reason is recorded
     weights, report = _choose_weights(list(EMBEDDING_CANDIDATES), parts, train_parts,
                                       None, 0)
@@ -72,16 +77,41 @@ def test_embedding_definition_round_trips_and_standardises_on_train() -> None:
     rng = np.random.default_rng(1)
     parts, _ = _parts(rng, 40, "ae")
     parts["pca"] *= 100.0  # a wide-scale block does not dominate after standardising
-    emb = standardiser(parts, {"pca": 1.0, "ae": 1.0, "pooled": 0.0})
+    emb = fit_embedding(parts, {"pca": 1.0, "ae": 1.0, "pooled": 0.0})
     x = emb(parts)
-    assert x.shape == (40, 28) and np.allclose(x.mean(0), 0, atol=1e-5)
-    # each used block has total variance 1 (1/sqrt(dim)), whatever its width or scale
+    k = emb.dims["ae"]
+    assert emb.dims["pca"] == 20 and 1 <= k <= 8 and x.shape == (40, 20 + k)
+    assert np.allclose(x.mean(0), 0, atol=1e-5)
+    # each used block has total variance 1, whatever its width or scale
     assert np.isclose(x[:, :20].var(0).sum(), 1.0, atol=1e-3)
     assert np.isclose(x[:, 20:].var(0).sum(), 1.0, atol=1e-3)
     back = SampleEmbedding.from_saved(emb.meta(), emb.arrays())
     assert np.allclose(back(parts), x, atol=1e-5)
     with pytest.raises(ValueError, match="block 'ae'"):
         emb({"pca": parts["pca"], "ae": None, "pooled": parts["pooled"]})
+    # a definition saved before the reduction (no projection) still applies as it was made
+    arrays = {k_: v for k_, v in emb.arrays().items() if "proj" not in k_}
+    old = SampleEmbedding.from_saved(emb.meta(), arrays)
+    assert old(parts).shape == (40, 28)
+
+
+def test_learned_block_is_cut_to_its_effective_dimension() -> None:
+    # a 64-wide latent that spans 3 directions (plus faint noise) gives ~3 columns, not 64:
+    # a standardising probe would otherwise weigh 61 empty directions like real ones
+    rng = np.random.default_rng(2)
+    n = 200
+    latent = rng.normal(size=(n, 3)) @ rng.normal(size=(3, 64)) + 0.01 * rng.normal(size=(n, 64))
+    parts = {"pca": rng.normal(size=(n, 50)), "ae": latent, "pooled": None}
+    emb = fit_embedding(parts, {"pca": 1.0, "ae": 1.0, "pooled": 0.0})
+    assert emb.dims == {"pca": 50, "ae": 3}
+    z = emb(parts)[:, 50:]
+    # the kept axes hold the latent: regressing it on them leaves almost nothing
+    centred = latent - latent.mean(0)
+    coef, *_ = np.linalg.lstsq(z, centred, rcond=None)
+    assert ((centred - z @ coef) ** 2).sum() / (centred ** 2).sum() < 1e-3
+    # isotropic noise has no preferred axes: nearly all of its width is kept
+    iso = fit_embedding({"ae": rng.normal(size=(2000, 16))}, {"ae": 1.0})
+    assert iso.dims["ae"] >= 14
 
 
 def test_ae_mask_choices_must_be_fractions() -> None:

@@ -100,7 +100,7 @@ class Readout:
         if self.embedding is None:
             return None
         return {"blocks": self.embedding.blocks, "weights": self.embedding.weights,
-                **self.embedding.report}
+                "dims": self.embedding.dims, **self.embedding.report}
 
     def exclude_for(self, samples: list[str]) -> np.ndarray:
         """Reference row of each sample (itself: kNN must not find it), or -1."""
