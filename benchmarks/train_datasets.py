@@ -148,7 +148,7 @@ def single_table(rows: list[tuple[str, list[dict]]]) -> str:
                          for m in rec)
         mse = " / ".join(f"{np.mean([x['mse'] for x in rec[m]]):.3f}" for m in rec)
         wins = " / ".join(
-            f"{sum(r['reconstruction']['model']['pcc'] >= r['reconstruction'][m]['pcc'] for r in res)}"
+            f"{sum(r['reconstruction']['model']['pcc'] > r['reconstruction'][m]['pcc'] for r in res)}"
             f"/{len(res)}" for m in ("knn", "ae"))
         probe = "–"
         if all(r.get("probe") for r in res):
@@ -178,6 +178,13 @@ def run_one(matrix: Path, labels: Path, out: Path, tcfg: TrainConfig,
     summary = json.loads((out / "summary.json").read_text())
     res["readout_cv"] = (summary.get("readout") or {}).get("cv_sse")
     return res
+
+
+def default_runs(matrix: Path, labels: Path, root: Path,
+                 seeds: list[int]) -> tuple[list[Path], list[dict]]:
+    """The defaults on one matrix, one run per seed under root/default_s<seed>."""
+    outs = [root / f"default_s{s}" for s in seeds]
+    return outs, [run_one(matrix, labels, o, _cfg(s)) for o, s in zip(outs, seeds, strict=True)]
 
 
 def _cfg(seed: int, **kw) -> TrainConfig:
@@ -289,18 +296,13 @@ def main() -> None:
 
     if "default" in args.runs:
         for ds in args.datasets:
-            matrix, labels = DATASETS[ds](args.data, work)
-            outs = [work / ds / f"default_s{s}" for s in args.seeds]
-            res = [run_one(matrix, labels, o, _cfg(s)) for o, s in zip(outs, args.seeds,
-                                                                         strict=True)]
+            outs, res = default_runs(*DATASETS[ds](args.data, work), work / ds, args.seeds)
             emit(summarise(f"{ds}, defaults", outs, res))
     if "single" in args.runs:
         rows = []
         for cohort in args.cohorts:
-            matrix, labels = single_cohort(args.data, work, cohort)
-            outs = [work / f"single_{cohort}" / f"default_s{s}" for s in args.seeds]
-            res = [run_one(matrix, labels, o, _cfg(s)) for o, s in zip(outs, args.seeds,
-                                                                         strict=True)]
+            outs, res = default_runs(*single_cohort(args.data, work, cohort),
+                                     work / f"single_{cohort}", args.seeds)
             emit(summarise(f"{cohort} alone (RNAsum counts), defaults", outs, res))
             rows.append((cohort, res))
         emit(single_table(rows))
